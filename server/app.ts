@@ -1,0 +1,67 @@
+/**
+ * Builds the fastify instance: the one-port transport, the Connect services
+ * with their limits, and the plain HTTP health routes. `buildApp` never
+ * listens, so tests can build several apps in one process.
+ */
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
+import { type FastifyInstance, fastify } from "fastify";
+import type { LimitsConfig } from "./config.js";
+import type { Database } from "./mysql/database.js";
+import type { Logger } from "./observability/logger.js";
+import { routes } from "./routes.js";
+import { createCoreInjector, type GatewayCore } from "./services/context-values.js";
+import { createOnePortServer, type RequestHandler } from "./transport/one-port.js";
+
+export interface AppOptions {
+  readonly core: GatewayCore;
+  readonly db: Database;
+  readonly limits: LimitsConfig;
+  readonly logger: Logger;
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer } | undefined;
+  /** HTTP/2 streams per connection (default 10,000). */
+  readonly maxConcurrentStreams?: number;
+}
+
+/** Readiness waits this long for MySQL to answer a ping. */
+const readinessTimeoutMs = 2000;
+
+export type App = FastifyInstance<Server, IncomingMessage, ServerResponse, Logger>;
+
+export async function buildApp(options: AppOptions): Promise<App> {
+  const app = fastify({
+    loggerInstance: options.logger,
+    disableRequestLogging: true,
+    forceCloseConnections: "idle",
+    // fastify's types expect a node:http server; ours serves both HTTP versions
+    // through the same request handler, which fastify accepts at run time.
+    serverFactory: (handler) =>
+      createOnePortServer(handler as RequestHandler, {
+        tls: options.tls,
+        maxConcurrentStreams: options.maxConcurrentStreams ?? 10_000,
+        keepAliveTimeoutMs: 65_000,
+      }) as unknown as Server,
+  });
+
+  await app.register(fastifyConnectPlugin, {
+    routes,
+    interceptors: [createCoreInjector(options.core)],
+    // Connect's defaults are ~4 GiB and no deadline cap; fastify's bodyLimit
+    // does not apply to Connect routes.
+    readMaxBytes: options.limits.maxBodyBytes,
+    writeMaxBytes: options.limits.maxResponseBytes + 1024 * 1024,
+    maxTimeoutMs: options.limits.maxTimeoutMs,
+  });
+
+  app.get("/healthz", async () => ({ status: "ok" }));
+  app.get("/readyz", async (_req, reply) => {
+    try {
+      await options.db.ping(readinessTimeoutMs);
+      return { status: "ready", mysql: "ok" };
+    } catch (err) {
+      reply.code(503);
+      return { status: "unavailable", mysql: err instanceof Error ? err.message : String(err) };
+    }
+  });
+  return app;
+}

@@ -1,0 +1,277 @@
+/**
+ * The gateway's configuration: one typed, frozen object read from the
+ * environment. `loadConfig` is the only reader of `process.env`; it validates
+ * every setting at start-up and reports every problem at once, so an operator
+ * fixes a bad deployment in one round trip rather than one error at a time.
+ *
+ * Every setting is listed in `settings` with its default and meaning; the
+ * README's configuration table is checked against this list by a test.
+ */
+
+export interface ListenAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface MysqlConfig {
+  /** A `mysql://user:pass@host:port/db` URL, or undefined for the embedded server. */
+  readonly url: string | undefined;
+  readonly poolSize: number;
+  readonly acquireTimeoutMs: number;
+  readonly connectTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly startupTimeoutMs: number;
+}
+
+export interface LimitsConfig {
+  readonly maxBodyBytes: number;
+  readonly maxResponseBytes: number;
+  readonly maxRows: number;
+  readonly maxTimeoutMs: number;
+  readonly defaultTimeoutMs: number;
+}
+
+export interface TlsConfig {
+  readonly certFile: string;
+  readonly keyFile: string;
+}
+
+export interface LogConfig {
+  readonly level: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+  readonly pretty: boolean;
+}
+
+export interface Config {
+  readonly listen: ListenAddress;
+  readonly dataDir: string;
+  readonly mysql: MysqlConfig;
+  readonly limits: LimitsConfig;
+  readonly tls: TlsConfig | undefined;
+  readonly log: LogConfig;
+}
+
+/** One documented setting. */
+export interface Setting {
+  readonly name: string;
+  readonly defaultValue: string;
+  readonly description: string;
+}
+
+/** Every environment variable the gateway reads, in README order. */
+export const settings: readonly Setting[] = [
+  {
+    name: "SQLGATE_LISTEN",
+    defaultValue: "127.0.0.1:8080",
+    description:
+      "Address and port to listen on (HTTP/1.1 and HTTP/2 on one port). Use `0.0.0.0:8080` to accept remote clients.",
+  },
+  {
+    name: "SQLGATE_MYSQL_URL",
+    defaultValue: "(unset: embedded MariaDB)",
+    description:
+      "`mysql://user:password@host:port/database` of the MySQL server to use. Unset, the gateway starts a private MariaDB/MySQL under `SQLGATE_DATA_DIR`.",
+  },
+  {
+    name: "SQLGATE_DATA_DIR",
+    defaultValue: ".sqlgate",
+    description: "Directory for the gateway's own state (the embedded database's files).",
+  },
+  {
+    name: "SQLGATE_POOL_SIZE",
+    defaultValue: "16",
+    description: "MySQL connections in the pool.",
+  },
+  {
+    name: "SQLGATE_POOL_ACQUIRE_TIMEOUT_MS",
+    defaultValue: "10000",
+    description:
+      "Longest wait for a free pooled connection (never past the call's deadline); past it a call fails with `resource_exhausted`.",
+  },
+  {
+    name: "SQLGATE_MYSQL_CONNECT_TIMEOUT_MS",
+    defaultValue: "10000",
+    description: "Timeout for opening one MySQL connection.",
+  },
+  {
+    name: "SQLGATE_POOL_IDLE_TIMEOUT_MS",
+    defaultValue: "60000",
+    description: "Idle pooled connections are closed after this long.",
+  },
+  {
+    name: "SQLGATE_MYSQL_STARTUP_TIMEOUT_MS",
+    defaultValue: "120000",
+    description:
+      "At start-up, how long to retry (with backoff) until MySQL answers before giving up.",
+  },
+  {
+    name: "SQLGATE_MAX_BODY_BYTES",
+    defaultValue: "8388608",
+    description:
+      "Largest request message accepted (8 MiB); larger ones fail with `resource_exhausted`.",
+  },
+  {
+    name: "SQLGATE_MAX_RESPONSE_BYTES",
+    defaultValue: "67108864",
+    description:
+      "Largest response message sent (64 MiB); larger results fail with `resource_exhausted` (use StreamExecute).",
+  },
+  {
+    name: "SQLGATE_MAX_ROWS",
+    defaultValue: "100000",
+    description:
+      "Most rows a unary Execute returns; past it the response has `truncated: true` (use StreamExecute for more).",
+  },
+  {
+    name: "SQLGATE_MAX_TIMEOUT_MS",
+    defaultValue: "300000",
+    description:
+      "Upper bound on any call's deadline (`Connect-Timeout-Ms`, `grpc-timeout`, `options.timeoutMs`).",
+  },
+  {
+    name: "SQLGATE_DEFAULT_TIMEOUT_MS",
+    defaultValue: "60000",
+    description: "Deadline of a statement whose call gives none.",
+  },
+  {
+    name: "SQLGATE_TLS_CERT",
+    defaultValue: "(unset)",
+    description:
+      "PEM certificate file. With `SQLGATE_TLS_KEY`, the port serves TLS with ALPN `h2` and `http/1.1`.",
+  },
+  {
+    name: "SQLGATE_TLS_KEY",
+    defaultValue: "(unset)",
+    description: "PEM private key file for `SQLGATE_TLS_CERT`.",
+  },
+  {
+    name: "SQLGATE_LOG_LEVEL",
+    defaultValue: "info",
+    description: "One of fatal, error, warn, info, debug, trace, silent.",
+  },
+  {
+    name: "SQLGATE_LOG_PRETTY",
+    defaultValue: "false",
+    description: "Human-readable logs for development instead of JSON lines.",
+  },
+];
+
+/** Thrown by `loadConfig` with every problem found, one per line. */
+export class ConfigError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(`invalid configuration:\n  ${problems.join("\n  ")}`);
+    this.name = "ConfigError";
+  }
+}
+
+const logLevels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+
+/**
+ * Reads and validates the configuration from `env`. Throws a `ConfigError`
+ * listing every invalid setting.
+ */
+export function loadConfig(env: Readonly<Record<string, string | undefined>>): Config {
+  const problems: string[] = [];
+  const defaults = new Map(settings.map((s) => [s.name, s.defaultValue]));
+  const read = (name: string): string => {
+    const value = env[name];
+    if (value !== undefined && value !== "") return value;
+    return defaults.get(name) ?? "";
+  };
+  const int = (name: string, min: number, max = Number.MAX_SAFE_INTEGER): number => {
+    const text = read(name);
+    const value = Number(text);
+    if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < min || value > max) {
+      problems.push(`${name}=${JSON.stringify(text)}: expected an integer from ${min} to ${max}`);
+      return min;
+    }
+    return value;
+  };
+  const bool = (name: string): boolean => {
+    const text = read(name).toLowerCase();
+    if (["1", "true", "yes", "on"].includes(text)) return true;
+    if (["0", "false", "no", "off"].includes(text)) return false;
+    problems.push(`${name}=${JSON.stringify(text)}: expected true or false`);
+    return false;
+  };
+
+  const listen = parseListen(read("SQLGATE_LISTEN"), problems);
+  const url = env.SQLGATE_MYSQL_URL || undefined;
+  if (url !== undefined) checkMysqlUrl(url, problems);
+
+  const certFile = env.SQLGATE_TLS_CERT || undefined;
+  const keyFile = env.SQLGATE_TLS_KEY || undefined;
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    problems.push("SQLGATE_TLS_CERT and SQLGATE_TLS_KEY must be set together");
+  }
+
+  const level = read("SQLGATE_LOG_LEVEL") as LogConfig["level"];
+  if (!logLevels.includes(level)) {
+    problems.push(
+      `SQLGATE_LOG_LEVEL=${JSON.stringify(level)}: expected one of ${logLevels.join(", ")}`,
+    );
+  }
+
+  const config: Config = {
+    listen,
+    dataDir: read("SQLGATE_DATA_DIR"),
+    mysql: {
+      url,
+      poolSize: int("SQLGATE_POOL_SIZE", 1, 10_000),
+      acquireTimeoutMs: int("SQLGATE_POOL_ACQUIRE_TIMEOUT_MS", 1),
+      connectTimeoutMs: int("SQLGATE_MYSQL_CONNECT_TIMEOUT_MS", 1),
+      idleTimeoutMs: int("SQLGATE_POOL_IDLE_TIMEOUT_MS", 1),
+      startupTimeoutMs: int("SQLGATE_MYSQL_STARTUP_TIMEOUT_MS", 0),
+    },
+    limits: {
+      maxBodyBytes: int("SQLGATE_MAX_BODY_BYTES", 1024, 2 ** 31 - 1),
+      maxResponseBytes: int("SQLGATE_MAX_RESPONSE_BYTES", 1024, 2 ** 31 - 1),
+      maxRows: int("SQLGATE_MAX_ROWS", 1),
+      maxTimeoutMs: int("SQLGATE_MAX_TIMEOUT_MS", 1),
+      defaultTimeoutMs: int("SQLGATE_DEFAULT_TIMEOUT_MS", 1),
+    },
+    tls: certFile !== undefined && keyFile !== undefined ? { certFile, keyFile } : undefined,
+    log: { level, pretty: bool("SQLGATE_LOG_PRETTY") },
+  };
+  if (config.limits.defaultTimeoutMs > config.limits.maxTimeoutMs) {
+    problems.push("SQLGATE_DEFAULT_TIMEOUT_MS must not exceed SQLGATE_MAX_TIMEOUT_MS");
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return deepFreeze(config);
+}
+
+function parseListen(text: string, problems: string[]): ListenAddress {
+  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
+  const port = Number(match?.[3]);
+  if (!match || port > 65535) {
+    problems.push(
+      `SQLGATE_LISTEN=${JSON.stringify(text)}: expected host:port, e.g. 127.0.0.1:8080`,
+    );
+    return { host: "127.0.0.1", port: 8080 };
+  }
+  return { host: match[1] ?? match[2] ?? "127.0.0.1", port };
+}
+
+function checkMysqlUrl(text: string, problems: string[]): void {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    // The URL may hold a password: never echo it.
+    problems.push("SQLGATE_MYSQL_URL: not a valid URL (expected mysql://user:pass@host:port/db)");
+    return;
+  }
+  if (url.protocol !== "mysql:" && url.protocol !== "mariadb:") {
+    problems.push(`SQLGATE_MYSQL_URL: scheme must be mysql://, not ${url.protocol}//`);
+  }
+  if (url.hostname === "" && !url.searchParams.has("socket")) {
+    problems.push("SQLGATE_MYSQL_URL: no host (or ?socket=/path) given");
+  }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === "object") {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,165 @@
+/**
+ * The gateway's handle on one MySQL server: a pool of connections for
+ * statements and a small side pool for control work (KILL QUERY, readiness
+ * pings) that must not wait behind a full pool.
+ *
+ * mysql2's callback API is used directly: its promise wrapper adds an
+ * allocation and, with `trace` on, a captured stack per call (see
+ * performance-notes in the README's benchmark section).
+ */
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import mysql, { type Pool, type PoolConnection, type PoolOptions } from "mysql2";
+import { LimitExceededSchema } from "../../gen/sqlgate/v1/value_pb.js";
+import { connectErrorFromMysql } from "./errors.js";
+
+export type { PoolConnection };
+
+export interface DatabaseOptions {
+  /** `mysql://user:pass@host:port/db`, optionally `?socket=/path/to.sock`. */
+  readonly url: string;
+  readonly poolSize: number;
+  readonly acquireTimeoutMs: number;
+  readonly connectTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+}
+
+export interface Database {
+  /** Where the pool connects, without credentials, for logs. */
+  readonly target: string;
+  /** The database that unqualified table names refer to. */
+  readonly databaseName: string;
+  /**
+   * A pooled connection, waiting at most `timeoutMs` for one to be free.
+   * Fails with `resource_exhausted` when the pool stays full, `unavailable`
+   * when MySQL cannot be reached.
+   */
+  acquire(timeoutMs: number): Promise<PoolConnection>;
+  /** Stops the statement running on connection `threadId` (the connection stays). */
+  killQuery(threadId: number): Promise<void>;
+  /** Resolves when MySQL answers a ping within `timeoutMs`. */
+  ping(timeoutMs: number): Promise<void>;
+  /** Closes every connection. */
+  close(): Promise<void>;
+}
+
+/** mysql2 options from a `mysql://` URL. Throws on a malformed URL. */
+export function connectionOptionsFromUrl(text: string): PoolOptions {
+  const url = new URL(text);
+  const socketPath = url.searchParams.get("socket") ?? undefined;
+  return {
+    user: decodeURIComponent(url.username),
+    password: decodeURIComponent(url.password),
+    database: decodeURIComponent(url.pathname.replace(/^\//, "")) || undefined,
+    ...(socketPath === undefined
+      ? { host: url.hostname.replace(/^\[|\]$/g, ""), port: Number(url.port || 3306) }
+      : { socketPath }),
+  } as PoolOptions;
+}
+
+/** A URL's target for logs: host and database, never the password. */
+export function describeUrl(text: string): string {
+  const url = new URL(text);
+  const where = url.searchParams.get("socket") ?? url.host;
+  return `${url.username ? `${decodeURIComponent(url.username)}@` : ""}${where}${url.pathname}`;
+}
+
+/**
+ * Options every gateway connection uses, chosen for lossless results (see
+ * sql/result-columns.ts) and safety: LOCAL INFILE is off so that a statement
+ * can never make the gateway read its own files, and one statement per call.
+ */
+const losslessOptions: PoolOptions = {
+  supportBigNumbers: true,
+  bigNumberStrings: true,
+  dateStrings: true,
+  jsonStrings: true,
+  decimalNumbers: false,
+  multipleStatements: false,
+  charset: "UTF8MB4_GENERAL_CI",
+  flags: ["-LOCAL_FILES"],
+  // Prepared statements are cached per connection; MySQL's global
+  // max_prepared_stmt_count (16382 by default) bounds pool size x this.
+  maxPreparedStatements: 256,
+  trace: false,
+  enableKeepAlive: true,
+};
+
+export function createDatabase(options: DatabaseOptions): Database {
+  const base = connectionOptionsFromUrl(options.url);
+  const pool: Pool = mysql.createPool({
+    ...base,
+    ...losslessOptions,
+    connectionLimit: options.poolSize,
+    maxIdle: options.poolSize,
+    idleTimeout: options.idleTimeoutMs,
+    connectTimeout: options.connectTimeoutMs,
+    waitForConnections: true,
+    queueLimit: 0,
+  });
+  const control: Pool = mysql.createPool({
+    ...base,
+    ...losslessOptions,
+    connectionLimit: 2,
+    maxIdle: 1,
+    idleTimeout: options.idleTimeoutMs,
+    connectTimeout: options.connectTimeoutMs,
+  });
+  // Errors on idle pooled connections (MySQL restarted) are handled by the
+  // pool, which drops the connection; a listener keeps them from crashing us.
+  pool.on("connection", (conn) => conn.on("error", () => {}));
+  control.on("connection", (conn) => conn.on("error", () => {}));
+
+  const acquire = (timeoutMs: number): Promise<PoolConnection> =>
+    new Promise((resolve, reject) => {
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        reject(
+          new ConnectError(
+            `no MySQL connection became free within ${timeoutMs} ms (pool of ${options.poolSize})`,
+            Code.ResourceExhausted,
+            undefined,
+            [
+              {
+                desc: LimitExceededSchema,
+                value: create(LimitExceededSchema, {
+                  setting: "SQLGATE_POOL_SIZE",
+                  limit: BigInt(options.poolSize),
+                  hint: "raise SQLGATE_POOL_SIZE or SQLGATE_POOL_ACQUIRE_TIMEOUT_MS, or retry later",
+                }),
+              },
+            ],
+          ),
+        );
+      }, timeoutMs);
+      pool.getConnection((err, conn) => {
+        clearTimeout(timer);
+        if (timedOut) {
+          if (!err) conn.release();
+          return;
+        }
+        if (err) reject(connectErrorFromMysql(err));
+        else resolve(conn);
+      });
+    });
+
+  const onControl = (sql: string, timeoutMs: number): Promise<void> =>
+    new Promise((resolve, reject) => {
+      control.query({ sql, timeout: timeoutMs }, (err) => {
+        if (err) reject(connectErrorFromMysql(err));
+        else resolve();
+      });
+    });
+
+  return {
+    target: describeUrl(options.url),
+    databaseName: base.database ?? "",
+    acquire,
+    killQuery: (threadId) => onControl(`KILL QUERY ${Number(threadId)}`, options.connectTimeoutMs),
+    ping: (timeoutMs) => onControl("SELECT 1", timeoutMs),
+    close: async () => {
+      await Promise.allSettled([pool.promise().end(), control.promise().end()]);
+    },
+  };
+}

@@ -1,0 +1,34 @@
+/**
+ * How the core reaches service handlers: a Connect context value set by an
+ * interceptor for every call, never a module global, so that several gateways
+ * (tests) can live in one process. A handler that finds no value answers
+ * `internal` instead of crashing.
+ */
+import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
+import type { SqlExecutor } from "../sql/sql-executor.js";
+
+/** The core services a handler may use. */
+export interface GatewayCore {
+  readonly sql: SqlExecutor;
+}
+
+export const kGatewayCore = createContextKey<GatewayCore | undefined>(undefined, {
+  description: "sqlgate core services",
+});
+
+/** An interceptor that hands `core` to every call. */
+export function createCoreInjector(core: GatewayCore): Interceptor {
+  return (next) => (req) => {
+    req.contextValues.set(kGatewayCore, core);
+    return next(req);
+  };
+}
+
+/** The core for this call, or `internal` if the interceptor did not run. */
+export function coreFrom(values: { get<T>(key: { id: symbol; defaultValue: T }): T }): GatewayCore {
+  const core = values.get(kGatewayCore);
+  if (core === undefined) {
+    throw new ConnectError("the gateway's core is not attached to this call", Code.Internal);
+  }
+  return core;
+}

@@ -1,0 +1,156 @@
+/**
+ * Reads the SQL text of one request once: finds `?` and `:name` placeholders
+ * outside strings, identifiers and comments, rewrites named placeholders to
+ * `?`, and refuses empty and multi-statement text before it reaches MySQL.
+ *
+ * MySQL itself refuses several statements in one prepared statement, but with a
+ * syntax error that does not say why; refusing here gives the caller a clear
+ * `invalid_argument`. Results are cached by text, since callers repeat the same
+ * statements with different parameters.
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+
+export interface SqlText {
+  /** The SQL to prepare: named placeholders replaced by `?`, trailing `;` removed. */
+  readonly sql: string;
+  /** The number of placeholders. */
+  readonly placeholderCount: number;
+  /** For `:name` placeholders, each placeholder's name in order; undefined for `?`. */
+  readonly names: readonly string[] | undefined;
+}
+
+const cacheLimit = 2048;
+const cache = new Map<string, SqlText>();
+
+/** Parses `text` (cached). Throws `invalid_argument` for text MySQL would refuse unclearly. */
+export function parseSqlText(text: string): SqlText {
+  let parsed = cache.get(text);
+  if (parsed === undefined) {
+    parsed = scan(text);
+    if (cache.size >= cacheLimit) {
+      const oldest = cache.keys().next().value;
+      if (oldest !== undefined) cache.delete(oldest);
+    }
+    cache.set(text, parsed);
+  }
+  return parsed;
+}
+
+const isNameStart = (c: number) =>
+  (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95; /* A-Z a-z _ */
+const isNameChar = (c: number) => isNameStart(c) || (c >= 48 && c <= 57); /* 0-9 */
+const isSpace = (c: number) => c === 32 || (c >= 9 && c <= 13);
+
+function invalid(message: string): ConnectError {
+  return new ConnectError(message, Code.InvalidArgument);
+}
+
+/** Index just past a quoted string or identifier starting at `start` (MySQL escaping rules). */
+function skipQuoted(text: string, start: number, quote: number): number {
+  let i = start + 1;
+  while (i < text.length) {
+    const c = text.charCodeAt(i);
+    if (c === 92 /* \ */ && quote !== 96 /* ` */) {
+      i += 2;
+    } else if (c === quote) {
+      if (text.charCodeAt(i + 1) === quote) i += 2;
+      else return i + 1;
+    } else {
+      i++;
+    }
+  }
+  throw invalid(`unterminated ${String.fromCharCode(quote)} quote starting at offset ${start}`);
+}
+
+/**
+ * Index just past a comment starting at `i`, or `i` if none starts there.
+ * MySQL's executable comments (`/*! ... *\/`, MariaDB's `/*M! ... *\/`) hold
+ * code, so only their opening is skipped and their body is scanned.
+ */
+function skipComment(text: string, i: number): number {
+  const c = text.charCodeAt(i);
+  const next = text.charCodeAt(i + 1);
+  if (
+    c === 35 /* # */ ||
+    (c === 45 && next === 45 && (i + 2 >= text.length || isSpace(text.charCodeAt(i + 2))))
+  ) {
+    const end = text.indexOf("\n", i);
+    return end === -1 ? text.length : end + 1;
+  }
+  if (c === 47 /* / */ && next === 42 /* * */) {
+    if (text.charCodeAt(i + 2) === 33 /* ! */) return i + 3;
+    if (text.startsWith("M!", i + 2)) return i + 4;
+    const end = text.indexOf("*/", i + 2);
+    if (end === -1) throw invalid(`unterminated comment starting at offset ${i}`);
+    return end + 2;
+  }
+  return i;
+}
+
+function scan(text: string): SqlText {
+  const names: string[] = [];
+  let positional = 0;
+  let out = "";
+  let copiedTo = 0;
+  let end = text.length;
+  let sawCode = false;
+  let i = 0;
+  while (i < text.length) {
+    const c = text.charCodeAt(i);
+    const afterComment = skipComment(text, i);
+    if (afterComment !== i) {
+      i = afterComment;
+    } else if (c === 39 /* ' */ || c === 34 /* " */ || c === 96 /* ` */) {
+      i = skipQuoted(text, i, c);
+      sawCode = true;
+    } else if (c === 63 /* ? */) {
+      positional++;
+      sawCode = true;
+      i++;
+    } else if (
+      c === 58 /* : */ &&
+      isNameStart(text.charCodeAt(i + 1)) &&
+      text.charCodeAt(i - 1) !== 58
+    ) {
+      let j = i + 2;
+      while (j < text.length && isNameChar(text.charCodeAt(j))) j++;
+      names.push(text.slice(i + 1, j));
+      out += `${text.slice(copiedTo, i)}?`;
+      copiedTo = j;
+      sawCode = true;
+      i = j;
+    } else if (c === 59 /* ; */) {
+      end = i;
+      if (hasCodeAfter(text, i + 1)) {
+        throw invalid("only one statement per call is allowed; send several with ExecuteBatch");
+      }
+      break;
+    } else {
+      if (!isSpace(c) && !(c === 42 && text.charCodeAt(i + 1) === 47)) sawCode = true;
+      i++;
+    }
+  }
+  if (!sawCode) throw invalid("empty statement: `sql` holds no SQL");
+  if (positional > 0 && names.length > 0) {
+    throw invalid("mixed `?` and `:name` placeholders: use one kind per statement");
+  }
+  const sql = (out + text.slice(copiedTo, end)).trimEnd();
+  return names.length > 0
+    ? { sql, placeholderCount: names.length, names }
+    : { sql, placeholderCount: positional, names: undefined };
+}
+
+function hasCodeAfter(text: string, start: number): boolean {
+  let i = start;
+  while (i < text.length) {
+    const afterComment = skipComment(text, i);
+    if (afterComment !== i) {
+      i = afterComment;
+    } else if (isSpace(text.charCodeAt(i)) || text.charCodeAt(i) === 59) {
+      i++;
+    } else {
+      return true;
+    }
+  }
+  return false;
+}

@@ -1,0 +1,161 @@
+/**
+ * One listening port for every client: HTTP/1.1 (curl, fetch, Connect JSON,
+ * gRPC-Web) and HTTP/2 (gRPC, Connect over h2).
+ *
+ * Cleartext: Node's HTTP/2 server ignores `allowHTTP1` without TLS, so each new
+ * socket's first bytes are read: the HTTP/2 connection preface
+ * (`PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`, RFC 9113 section 3.4) goes to an HTTP/2
+ * server ("prior knowledge" h2c), anything else to an HTTP/1.1 server.
+ * TLS: ALPN chooses `h2` or `http/1.1` on one secure server.
+ *
+ * The returned server is what fastify listens on (as a `serverFactory`). Its
+ * `closeIdleConnections()` makes `close()` finish promptly: idle HTTP/1.1
+ * connections are closed, HTTP/2 sessions get a GOAWAY and close once their
+ * streams end, and busy HTTP/1.1 connections close after their response.
+ */
+import http from "node:http";
+import http2 from "node:http2";
+import net from "node:net";
+import type { Duplex } from "node:stream";
+
+export type RequestHandler = (
+  req: http.IncomingMessage | http2.Http2ServerRequest,
+  res: http.ServerResponse | http2.Http2ServerResponse,
+) => void;
+
+export interface OnePortOptions {
+  /** PEM certificate and key; without them the port is cleartext. */
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer } | undefined;
+  /** HTTP/2 streams one client may have open at once. */
+  readonly maxConcurrentStreams: number;
+  /** How long an idle HTTP/1.1 keep-alive connection stays open. */
+  readonly keepAliveTimeoutMs: number;
+}
+
+/** The server fastify listens on, with the hooks fastify's close() calls. */
+export interface OnePortServer extends net.Server {
+  closeIdleConnections(): void;
+  closeHttp2Sessions(): void;
+}
+
+const preface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
+
+const http2Settings = (o: OnePortOptions): http2.Settings => ({
+  maxConcurrentStreams: o.maxConcurrentStreams,
+  // A 1 MiB stream window lets large results flow without waiting for
+  // WINDOW_UPDATE round trips (the default is 64 KiB).
+  initialWindowSize: 1 << 20,
+});
+
+export function createOnePortServer(
+  handler: RequestHandler,
+  options: OnePortOptions,
+): OnePortServer {
+  const sessions = new Set<http2.ServerHttp2Session>();
+  const trackSession = (session: http2.ServerHttp2Session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+  };
+  let closing = false;
+  let reaper: NodeJS.Timeout | undefined;
+
+  let server: net.Server;
+  let closeIdleHttp1: () => void;
+
+  if (options.tls === undefined) {
+    const h1 = http.createServer({ keepAliveTimeout: options.keepAliveTimeoutMs }, handler);
+    const h2 = http2.createServer({ settings: http2Settings(options) }, handler);
+    h2.on("session", trackSession);
+    closeIdleHttp1 = () => h1.closeIdleConnections();
+    server = net.createServer((socket) => sniff(socket, h1, h2));
+  } else {
+    const secure = http2.createSecureServer(
+      {
+        cert: options.tls.cert,
+        key: options.tls.key,
+        allowHTTP1: true,
+        settings: http2Settings(options),
+      },
+      handler,
+    );
+    secure.on("session", trackSession);
+    const http1Sockets = trackHttp1OverTls(secure, () => closing);
+    closeIdleHttp1 = () => {
+      for (const [socket, active] of http1Sockets) if (active === 0) socket.end();
+    };
+    server = secure;
+  }
+
+  const closeHttp2Sessions = () => {
+    for (const session of sessions) session.close();
+  };
+  const onePort = server as OnePortServer;
+  onePort.closeHttp2Sessions = closeHttp2Sessions;
+  onePort.closeIdleConnections = () => {
+    closing = true;
+    closeIdleHttp1();
+    closeHttp2Sessions();
+    // Busy HTTP/1.1 connections turn idle when their response ends: reap them
+    // until the listener has closed.
+    reaper ??= setInterval(closeIdleHttp1, 50).unref();
+  };
+  server.once("close", () => clearInterval(reaper));
+  return onePort;
+}
+
+/** Hands `socket` to the HTTP/2 server if it starts with the preface, else to HTTP/1.1. */
+function sniff(socket: net.Socket, h1: http.Server, h2: http2.Http2Server): void {
+  let head: Buffer = Buffer.alloc(0);
+  const onData = (chunk: Buffer) => {
+    head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
+    const n = Math.min(head.length, preface.length);
+    const couldBeHttp2 = head.subarray(0, n).equals(preface.subarray(0, n));
+    if (couldBeHttp2 && head.length < preface.length) return; // need more bytes
+    socket.off("data", onData);
+    socket.off("error", onError);
+    socket.pause();
+    socket.unshift(head);
+    // Both servers take the bytes already read from the socket's buffer. The
+    // HTTP/2 session then reads the socket itself, so the JS stream must stay
+    // paused for it; the HTTP/1.1 parser reads through the stream.
+    if (couldBeHttp2) {
+      h2.emit("connection", socket);
+    } else {
+      h1.emit("connection", socket);
+      socket.resume();
+    }
+  };
+  const onError = () => socket.destroy();
+  socket.on("data", onData);
+  socket.on("error", onError);
+}
+
+/**
+ * Counts in-flight requests per HTTP/1.1-over-TLS socket, so that shutdown can
+ * end idle ones (Http2SecureServer has no closeIdleConnections).
+ */
+function trackHttp1OverTls(
+  server: http2.Http2SecureServer,
+  isClosing: () => boolean,
+): Map<Duplex, number> {
+  const active = new Map<Duplex, number>();
+  server.on("secureConnection", (socket: import("node:tls").TLSSocket) => {
+    if (socket.alpnProtocol === "h2") return;
+    active.set(socket, 0);
+    socket.once("close", () => active.delete(socket));
+  });
+  server.prependListener(
+    "request",
+    (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
+      if (req.httpVersionMajor !== 1) return;
+      const socket = req.socket as Duplex;
+      active.set(socket, (active.get(socket) ?? 0) + 1);
+      res.once("finish", () => {
+        const left = (active.get(socket) ?? 1) - 1;
+        active.set(socket, left);
+        if (left === 0 && isClosing()) socket.end();
+      });
+    },
+  );
+  return active;
+}
