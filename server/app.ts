@@ -5,7 +5,7 @@
  */
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
-import { type FastifyInstance, fastify } from "fastify";
+import { type FastifyInstance, fastify, LogController } from "fastify";
 import type { LimitsConfig } from "./config.js";
 import type { Database } from "./mysql/database.js";
 import type { Logger } from "./observability/logger.js";
@@ -31,7 +31,8 @@ export type App = FastifyInstance<Server, IncomingMessage, ServerResponse, Logge
 export async function buildApp(options: AppOptions): Promise<App> {
   const app = fastify({
     loggerInstance: options.logger,
-    disableRequestLogging: true,
+    // No log line per request: it costs ~40 us a call (performance notes).
+    logController: new LogController({ disableRequestLogging: true }),
     forceCloseConnections: "idle",
     // fastify's types expect a node:http server; ours serves both HTTP versions
     // through the same request handler, which fastify accepts at run time.

@@ -4,12 +4,11 @@
  * down cleanly on SIGTERM/SIGINT.
  */
 import { readFileSync } from "node:fs";
-import { buildApp } from "./app.js";
 import { type Config, ConfigError, loadConfig } from "./config.js";
 import { type EmbeddedMysql, startEmbeddedMysql } from "./devdb/embedded-mysql.js";
-import { createDatabase, type Database } from "./mysql/database.js";
+import { createGateway } from "./gateway.js";
+import type { Database } from "./mysql/database.js";
 import { createLogger, type Logger } from "./observability/logger.js";
-import { createSqlExecutor } from "./sql/sql-executor.js";
 
 /** Pings MySQL with exponential backoff until it answers or `timeoutMs` passes. */
 async function waitForMysql(db: Database, timeoutMs: number, logger: Logger): Promise<void> {
@@ -53,22 +52,15 @@ async function main(config: Config): Promise<void> {
     );
   }
 
-  const db = createDatabase({ ...config.mysql, url });
-  await waitForMysql(db, config.mysql.startupTimeoutMs, logger);
-  const core = {
-    sql: createSqlExecutor(db, {
-      ...config.limits,
-      acquireTimeoutMs: config.mysql.acquireTimeoutMs,
-    }),
-  };
   const tls =
     config.tls === undefined
       ? undefined
       : { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) };
-  const app = await buildApp({ core, db, limits: config.limits, logger, tls });
-  await app.listen({ host: config.listen.host, port: config.listen.port });
+  const gateway = await createGateway(config, { mysqlUrl: url, logger, tls });
+  await waitForMysql(gateway.db, config.mysql.startupTimeoutMs, logger);
+  await gateway.app.listen({ host: config.listen.host, port: config.listen.port });
   logger.info(
-    { mysql: db.target, tls: tls !== undefined },
+    { mysql: gateway.db.target, tls: tls !== undefined },
     `sqlgate listening on ${tls ? "https" : "http"}://${config.listen.host}:${config.listen.port}`,
   );
 
@@ -77,8 +69,7 @@ async function main(config: Config): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, "shutting down");
-    await app.close();
-    await db.close();
+    await gateway.close();
     await embedded?.stop();
     logger.info("stopped");
     process.exit(0);

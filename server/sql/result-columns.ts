@@ -189,16 +189,29 @@ export function columnTypeOf(f: MysqlField): ColumnType {
   }
 }
 
+/** Types for which UNSIGNED means something (MySQL also flags BIT, YEAR and TIMESTAMP). */
+const numericTypes: ReadonlySet<ColumnType> = new Set([
+  ColumnType.TINYINT,
+  ColumnType.SMALLINT,
+  ColumnType.MEDIUMINT,
+  ColumnType.INT,
+  ColumnType.BIGINT,
+  ColumnType.FLOAT,
+  ColumnType.DOUBLE,
+  ColumnType.DECIMAL,
+]);
+
 function fieldFromMysql(f: MysqlField): Field {
+  const type = columnTypeOf(f);
   return {
     $typeName: "sqlgate.v1.Field",
     name: f.name,
     column: f.orgName,
     table: f.table,
     database: f.schema,
-    type: columnTypeOf(f),
+    type,
     nullable: (f.flags & NOT_NULL_FLAG) === 0,
-    unsigned: (f.flags & UNSIGNED_FLAG) !== 0,
+    unsigned: (f.flags & UNSIGNED_FLAG) !== 0 && numericTypes.has(type),
     length: f.columnLength,
     decimals: f.decimals,
     charset: charsetNames.get(f.characterSet) ?? String(f.characterSet),

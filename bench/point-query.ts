@@ -1,0 +1,277 @@
+/**
+ * Point-query benchmark: primary-key lookups through the gateway (Connect
+ * binary over h2c, the gateway in its own process) against direct mysql2 with
+ * the same pool size, in one run on one private MariaDB, alternating the two.
+ *
+ *   npm run bench                          # 3 runs of 5 s per configuration
+ *   BENCH_SECONDS=2 BENCH_RUNS=1 npm run bench
+ *
+ * Settings (environment): BENCH_SECONDS (5), BENCH_RUNS (3),
+ * BENCH_WARMUP_SECONDS (1), BENCH_POOL_SIZE (16), BENCH_ROWS (10000),
+ * BENCH_CALLERS (1,64). Prints a markdown table and writes it to
+ * bench/out/point-query.md.
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import mysql from "mysql2/promise";
+import { DatabaseService } from "../gen/sqlgate/v1/database_pb.js";
+import { startEmbeddedMysql } from "../server/devdb/embedded-mysql.js";
+import { startGatewayProcess } from "./support/gateway-process.js";
+import { type LoadResult, median, percentile, runLoad } from "./support/load.js";
+import { ownCpuMicros, processCpuMicros } from "./support/proc-cpu.js";
+
+function setting(name: string, fallback: number): number {
+  const text = process.env[name];
+  if (text === undefined || text === "") return fallback;
+  const value = Number(text);
+  if (!(value > 0)) throw new Error(`${name}=${JSON.stringify(text)}: expected a positive number`);
+  return value;
+}
+
+const seconds = setting("BENCH_SECONDS", 5);
+const runs = Math.round(setting("BENCH_RUNS", 3));
+const warmupSeconds = setting("BENCH_WARMUP_SECONDS", 1);
+const poolSize = Math.round(setting("BENCH_POOL_SIZE", 16));
+const rowCount = Math.round(setting("BENCH_ROWS", 10_000));
+const callersList = (process.env.BENCH_CALLERS || "1,64").split(",").map(Number);
+const sql = "SELECT id, name, price, created FROM bench_items WHERE id = ?";
+const randomId = () => 1 + Math.floor(Math.random() * rowCount);
+const log = (message: string) => process.stderr.write(`bench: ${message}\n`);
+
+interface Target {
+  readonly name: string;
+  readonly op: () => Promise<unknown>;
+}
+
+interface Sample {
+  readonly rate: number;
+  readonly p50: number;
+  readonly p99: number;
+  /** CPU microseconds per call: this (client) process, the gateway, MariaDB. */
+  readonly clientCpu: number;
+  readonly gatewayCpu: number;
+  readonly mysqlCpu: number;
+}
+
+/** Cleanup steps, run last-in first-out once, on success, failure or a signal. */
+const cleanups: (() => Promise<void>)[] = [];
+let cleaning: Promise<void> | undefined;
+function cleanUp(): Promise<void> {
+  cleaning ??= (async () => {
+    for (const step of cleanups.reverse()) {
+      try {
+        await step();
+      } catch (err) {
+        log(`cleanup: ${String(err)}`);
+      }
+    }
+  })();
+  return cleaning;
+}
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => void cleanUp().finally(() => process.exit(130)));
+}
+
+async function main(): Promise<void> {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), "sqlgate-bench-"));
+  cleanups.push(async () => rmSync(dataDir, { recursive: true, force: true }));
+
+  log(`starting MariaDB in ${dataDir}`);
+  const db = await startEmbeddedMysql({ dataDir, database: "bench" });
+  cleanups.push(() => db.stop());
+
+  const direct = mysql.createPool({
+    socketPath: db.socketPath,
+    user: "root",
+    database: db.database,
+    connectionLimit: poolSize,
+  });
+  cleanups.push(() => direct.end());
+  const [versionRows] = await direct.query<mysql.RowDataPacket[]>("SELECT VERSION() AS v");
+  const serverVersion = String(versionRows[0]?.v);
+
+  log(`loading ${rowCount} rows into bench_items`);
+  await direct.query(
+    "CREATE TABLE bench_items (id BIGINT PRIMARY KEY, name VARCHAR(64), price DECIMAL(10,2), created DATETIME(6))",
+  );
+  for (let first = 1; first <= rowCount; first += 1000) {
+    const rows = [];
+    for (let id = first; id < Math.min(first + 1000, rowCount + 1); id++) {
+      const created = new Date(Date.UTC(2024, 0, 1) + id * 61_001).toISOString();
+      rows.push([
+        id,
+        `item ${id}`,
+        ((id * 7919) % 100_000) / 100,
+        created.replace("T", " ").slice(0, 23),
+      ]);
+    }
+    await direct.query("INSERT INTO bench_items (id, name, price, created) VALUES ?", [rows]);
+  }
+
+  log("starting the gateway (node dist/server/main.js)");
+  const gateway = await startGatewayProcess({ mysqlUrl: db.url, poolSize, dataDir });
+  cleanups.push(() => gateway.stop());
+  const sessionManager = new Http2SessionManager(gateway.baseUrl);
+  cleanups.push(async () => sessionManager.abort());
+  const client = createClient(
+    DatabaseService,
+    createConnectTransport({
+      baseUrl: gateway.baseUrl,
+      httpVersion: "2",
+      useBinaryFormat: true,
+      sessionManager,
+    }),
+  );
+
+  const targets: Target[] = [
+    { name: "direct mysql2", op: () => direct.execute(sql, [randomId()]) },
+    {
+      name: "gateway, Connect binary h2c",
+      op: () =>
+        client.execute({
+          sql,
+          typedParams: [{ kind: { case: "int64Value", value: BigInt(randomId()) } }],
+        }),
+    },
+  ];
+
+  // Both paths must return the same row before anything is timed.
+  const [check] = await direct.execute<mysql.RowDataPacket[]>(sql, [42]);
+  const viaGateway = await client.execute({
+    sql,
+    typedParams: [{ kind: { case: "int64Value", value: 42n } }],
+  });
+  const gatewayName = viaGateway.rows[0]?.values[1]?.kind.value;
+  if (check[0]?.name !== "item 42" || gatewayName !== "item 42") {
+    throw new Error(
+      `sanity check failed: direct ${check[0]?.name}, gateway ${String(gatewayName)}`,
+    );
+  }
+
+  for (const target of targets) {
+    log(`warming up ${target.name} (${warmupSeconds} s)`);
+    await runLoad(target.op, Math.max(...callersList), warmupSeconds);
+  }
+
+  const samples = new Map<string, Sample[]>();
+  const key = (target: Target, callers: number) => `${target.name}|${callers}`;
+  for (const callers of callersList) {
+    for (let run = 1; run <= runs; run++) {
+      for (const target of targets) {
+        const before = [ownCpuMicros(), processCpuMicros(gateway.pid), processCpuMicros(db.pid)];
+        const result: LoadResult = await runLoad(target.op, callers, seconds);
+        const after = [ownCpuMicros(), processCpuMicros(gateway.pid), processCpuMicros(db.pid)];
+        const perCall = after.map((v, i) => (v - (before[i] ?? 0)) / result.calls);
+        const sample: Sample = {
+          rate: result.rate,
+          p50: percentile(result.latenciesMs, 50),
+          p99: percentile(result.latenciesMs, 99),
+          clientCpu: perCall[0] ?? Number.NaN,
+          gatewayCpu: perCall[1] ?? Number.NaN,
+          mysqlCpu: perCall[2] ?? Number.NaN,
+        };
+        log(
+          `${target.name}, ${callers} caller(s), run ${run}/${runs}: ${Math.round(sample.rate)} q/s, ` +
+            `p50 ${sample.p50.toFixed(3)} ms, p99 ${sample.p99.toFixed(3)} ms`,
+        );
+        const list = samples.get(key(target, callers)) ?? [];
+        list.push(sample);
+        samples.set(key(target, callers), list);
+      }
+    }
+  }
+
+  const [directTarget, gatewayTarget] = targets as [Target, Target];
+  const table = report(samples, key, directTarget, gatewayTarget, serverVersion);
+  process.stdout.write(table);
+  const outDir = fileURLToPath(new URL("../../bench/out/", import.meta.url));
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(path.join(outDir, "point-query.md"), table);
+  log(`written to ${path.join(outDir, "point-query.md")}`);
+}
+
+function report(
+  samples: Map<string, Sample[]>,
+  key: (target: Target, callers: number) => string,
+  directTarget: Target,
+  gatewayTarget: Target,
+  serverVersion: string,
+): string {
+  const rate = (n: number) => Math.round(n).toLocaleString("en-US");
+  const ms = (n: number) => n.toFixed(3);
+  const us = (n: number) => (Number.isFinite(n) ? String(Math.round(n)) : "-");
+  const of = (target: Target, callers: number) => samples.get(key(target, callers)) ?? [];
+  const med = (list: Sample[], pick: (s: Sample) => number) => median(list.map(pick));
+
+  const lines = [
+    `## Point query (primary-key lookup), ${new Date().toISOString()}`,
+    "",
+    `Node ${process.version}, MariaDB ${serverVersion}, ${os.cpus().length} cores, ` +
+      `load average ${os.loadavg()[0]?.toFixed(2)}; pool ${poolSize} both ways; ` +
+      `${rowCount} rows; ${runs} run(s) of ${seconds} s per configuration after a ` +
+      `${warmupSeconds} s warm-up, direct and gateway alternating. Figures are medians of the runs.`,
+    "",
+    "| path | callers | q/s | q/s min-max | p50 ms | p99 ms | client CPU us/call | gateway CPU us/call | MariaDB CPU us/call |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+  ];
+  for (const callers of callersList) {
+    for (const target of [directTarget, gatewayTarget]) {
+      const list = of(target, callers);
+      const rates = list.map((s) => s.rate);
+      const isGateway = target === gatewayTarget;
+      lines.push(
+        `| ${target.name} | ${callers} | ${rate(median(rates))} | ` +
+          `${rate(Math.min(...rates))}-${rate(Math.max(...rates))} | ` +
+          `${ms(med(list, (s) => s.p50))} | ${ms(med(list, (s) => s.p99))} | ` +
+          `${us(med(list, (s) => s.clientCpu))} | ` +
+          `${isGateway ? us(med(list, (s) => s.gatewayCpu)) : "-"} | ` +
+          `${us(med(list, (s) => s.mysqlCpu))} |`,
+      );
+    }
+  }
+  lines.push(
+    "",
+    "| callers | gateway/direct q/s (median of pairs) | pair range | added p50 (gateway - direct) | goal |",
+    "|---:|---:|---:|---:|---|",
+  );
+  for (const callers of callersList) {
+    const directs = of(directTarget, callers);
+    const gateways = of(gatewayTarget, callers);
+    const ratios = gateways.map((g, i) => g.rate / (directs[i]?.rate ?? Number.NaN));
+    const added = med(gateways, (s) => s.p50) - med(directs, (s) => s.p50);
+    const goal =
+      callers === 64
+        ? `ratio >= 0.5: ${median(ratios) >= 0.5 ? "met" : "not met"}`
+        : callers === 1
+          ? `added p50 < 0.2 ms: ${added < 0.2 ? "met" : "not met"}`
+          : "";
+    lines.push(
+      `| ${callers} | ${median(ratios).toFixed(3)} | ` +
+        `${Math.min(...ratios).toFixed(3)}-${Math.max(...ratios).toFixed(3)} | ` +
+        `${added >= 0 ? "+" : ""}${ms(added)} ms | ${goal} |`,
+    );
+  }
+  lines.push(
+    "",
+    "Gateway CPU per call (its process's utime+stime from /proc, steadier than the ratios): " +
+      callersList
+        .map((c) => `${us(med(of(gatewayTarget, c), (s) => s.gatewayCpu))} us at ${c} caller(s)`)
+        .join(", ") +
+      ".",
+    "",
+  );
+  return lines.join("\n");
+}
+
+try {
+  await main();
+} catch (err) {
+  log(`failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  process.exitCode = 1;
+} finally {
+  await cleanUp();
+}

@@ -1,0 +1,60 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { parseSqlText } from "../server/sql/sql-text.js";
+
+function refusal(sql: string): ConnectError {
+  try {
+    parseSqlText(sql);
+  } catch (err) {
+    assert.ok(err instanceof ConnectError);
+    assert.equal(err.code, Code.InvalidArgument);
+    return err;
+  }
+  assert.fail(`${JSON.stringify(sql)} was accepted`);
+}
+
+describe("parseSqlText", () => {
+  test("counts ? placeholders outside strings, identifiers and comments", () => {
+    const parsed = parseSqlText(
+      "SELECT ?, '?', \"?\", `?`, 'it''s ?', 'a\\'?' /* ? */ -- ?\n, ? # ?\n",
+    );
+    assert.equal(parsed.placeholderCount, 2);
+    assert.equal(parsed.names, undefined);
+  });
+
+  test("rewrites :name placeholders to ? and keeps their order", () => {
+    const parsed = parseSqlText("SELECT :a, ':b', :c_1, @x:=1, :a");
+    assert.deepEqual(parsed.names, ["a", "c_1", "a"]);
+    assert.equal(parsed.sql, "SELECT ?, ':b', ?, @x:=1, ?");
+  });
+
+  test("scans the body of executable comments", () => {
+    assert.equal(parseSqlText("SELECT /*! ? , */ 1").placeholderCount, 1);
+  });
+
+  test("drops one trailing semicolon and trailing comments", () => {
+    assert.equal(parseSqlText("SELECT 1;  -- done\n").sql, "SELECT 1");
+  });
+
+  test("refuses two statements", () => {
+    assert.match(refusal("SELECT 1; SELECT 2").message, /one statement/);
+    assert.match(refusal("SELECT 1;/* x */DROP TABLE t").message, /one statement/);
+  });
+
+  test("does not mistake semicolons in strings for statement ends", () => {
+    assert.equal(parseSqlText("SELECT ';', `a;b`").sql, "SELECT ';', `a;b`");
+  });
+
+  test("refuses empty text", () => {
+    assert.match(refusal("").message, /empty/);
+    assert.match(refusal("  /* nothing */ -- here\n").message, /empty/);
+    assert.match(refusal(";").message, /empty/);
+  });
+
+  test("refuses mixed placeholder kinds and unterminated quotes", () => {
+    assert.match(refusal("SELECT ?, :a").message, /mixed/);
+    assert.match(refusal("SELECT 'abc").message, /unterminated/);
+    assert.match(refusal("SELECT 1 /* abc").message, /unterminated/);
+  });
+});

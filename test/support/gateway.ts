@@ -1,0 +1,49 @@
+/**
+ * A real gateway for tests: built exactly as main.ts builds it, with a real
+ * MySQL pool, listening on a free loopback port, closed when the test ends.
+ */
+import type { TestContext } from "node:test";
+import { type Config, loadConfig } from "../../server/config.js";
+import { createGateway, type Gateway } from "../../server/gateway.js";
+import { createLogger } from "../../server/observability/logger.js";
+
+export interface TestGateway extends Gateway {
+  readonly config: Config;
+  /** `http://127.0.0.1:<port>` (or https with TLS). */
+  readonly baseUrl: string;
+  readonly port: number;
+}
+
+export interface TestGatewayOptions {
+  /** Environment settings on top of the defaults, e.g. SQLGATE_MAX_ROWS. */
+  readonly env?: Record<string, string>;
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer };
+}
+
+export async function startGateway(
+  t: { after(fn: () => unknown): void } | TestContext,
+  mysqlUrl: string,
+  options: TestGatewayOptions = {},
+): Promise<TestGateway> {
+  const config = loadConfig({
+    SQLGATE_MYSQL_URL: mysqlUrl,
+    SQLGATE_LOG_LEVEL: "silent",
+    ...options.env,
+  });
+  const gateway = await createGateway(config, {
+    mysqlUrl,
+    logger: createLogger(config.log),
+    tls: options.tls,
+  });
+  await gateway.app.listen({ host: "127.0.0.1", port: 0 });
+  t.after(() => gateway.close());
+  const address = gateway.app.server.address();
+  if (address === null || typeof address === "string") throw new Error("no port");
+  const scheme = options.tls ? "https" : "http";
+  return {
+    ...gateway,
+    config,
+    baseUrl: `${scheme}://127.0.0.1:${address.port}`,
+    port: address.port,
+  };
+}

@@ -1,0 +1,52 @@
+/**
+ * The test suite's MySQL: the private server started by scripts/run-tests.ts,
+ * with a fresh database per test file so that files can run in parallel.
+ */
+import { randomBytes } from "node:crypto";
+import type { TestContext } from "node:test";
+import mysql from "mysql2/promise";
+
+/** The server-wide URL that scripts/run-tests.ts exports. */
+export function serverUrl(): string {
+  const url = process.env.SQLGATE_TEST_MYSQL_URL;
+  if (!url) throw new Error("SQLGATE_TEST_MYSQL_URL is not set: run the tests with `npm test`");
+  return url;
+}
+
+/** `url` with its database replaced by `database`. */
+export function withDatabase(url: string, database: string): string {
+  const u = new URL(url);
+  u.pathname = `/${database}`;
+  return u.toString();
+}
+
+/** A direct mysql2 connection, as a test's independent view of the server. */
+export async function connectDirect(url: string, options: mysql.ConnectionOptions = {}) {
+  const u = new URL(url);
+  return mysql.createConnection({
+    user: decodeURIComponent(u.username),
+    password: decodeURIComponent(u.password),
+    ...(u.pathname.length > 1 ? { database: u.pathname.slice(1) } : {}),
+    ...(u.searchParams.get("socket")
+      ? { socketPath: u.searchParams.get("socket") ?? "" }
+      : { host: u.hostname, port: Number(u.port || 3306) }),
+    ...options,
+  });
+}
+
+/** Creates a new empty database for the calling test file; dropped when the test ends. */
+export async function createTestDatabase(t: TestContext | { after(fn: () => unknown): void }): Promise<{
+  url: string;
+  name: string;
+  admin: mysql.Connection;
+}> {
+  const name = `t_${randomBytes(6).toString("hex")}`;
+  const admin = await connectDirect(serverUrl(), { multipleStatements: true });
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.query(`USE ${name}`);
+  t.after(async () => {
+    await admin.query(`DROP DATABASE IF EXISTS ${name}`);
+    await admin.end();
+  });
+  return { url: withDatabase(serverUrl(), name), name, admin };
+}
