@@ -52,6 +52,10 @@ export async function buildApp(options: AppOptions): Promise<App> {
     readMaxBytes: options.limits.maxBodyBytes,
     writeMaxBytes: options.limits.maxResponseBytes + 1024 * 1024,
     maxTimeoutMs: options.limits.maxTimeoutMs,
+    // Connect ignores unknown JSON fields by default; for SQL a misspelt field
+    // (`"options":{"readonly":true}`) would silently drop a safeguard, so it is
+    // refused with `invalid_argument` instead.
+    jsonOptions: { ignoreUnknownFields: false },
   });
 
   app.get("/healthz", async () => ({ status: "ok" }));

@@ -4,6 +4,7 @@
  * down cleanly on SIGTERM/SIGINT.
  */
 import { readFileSync } from "node:fs";
+import type { AddressInfo } from "node:net";
 import { type Config, ConfigError, loadConfig } from "./config.js";
 import { type EmbeddedMysql, startEmbeddedMysql } from "./devdb/embedded-mysql.js";
 import { createGateway } from "./gateway.js";
@@ -59,9 +60,11 @@ async function main(config: Config): Promise<void> {
   const gateway = await createGateway(config, { mysqlUrl: url, logger, tls });
   await waitForMysql(gateway.db, config.mysql.startupTimeoutMs, logger);
   await gateway.app.listen({ host: config.listen.host, port: config.listen.port });
+  const address = gateway.app.server.address() as AddressInfo;
+  const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
   logger.info(
     { mysql: gateway.db.target, tls: tls !== undefined },
-    `sqlgate listening on ${tls ? "https" : "http"}://${config.listen.host}:${config.listen.port}`,
+    `sqlgate listening on ${tls ? "https" : "http"}://${host}:${address.port}`,
   );
 
   let stopping = false;

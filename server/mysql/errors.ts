@@ -77,6 +77,10 @@ const codeByErrno: ReadonlyMap<number, Code> = new Map<number, Code>([
   [1370, Code.PermissionDenied], // ER_PROCACCESS_DENIED_ERROR
   [1792, Code.PermissionDenied], // ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION
   [1290, Code.PermissionDenied], // ER_OPTION_PREVENTS_STATEMENT (--read-only)
+  // LOAD DATA LOCAL refused: the gateway turns the LOCAL_FILES capability off.
+  [1148, Code.PermissionDenied], // ER_NOT_ALLOWED_COMMAND
+  [3948, Code.PermissionDenied], // ER_CLIENT_LOCAL_FILES_DISABLED (MySQL)
+  [4166, Code.PermissionDenied], // ER_LOAD_INFILE_CAPABILITY_DISABLED (MariaDB)
   // Statements stopped by time limits or KILL.
   [1317, Code.Canceled], // ER_QUERY_INTERRUPTED
   [3024, Code.DeadlineExceeded], // ER_QUERY_TIMEOUT (MySQL max_execution_time)

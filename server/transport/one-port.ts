@@ -61,12 +61,18 @@ export function createOnePortServer(
 
   let server: net.Server;
   let closeIdleHttp1: () => void;
+  let stopHttp1 = () => {};
 
   if (options.tls === undefined) {
     const h1 = http.createServer({ keepAliveTimeout: options.keepAliveTimeoutMs }, handler);
+    // The HTTP/1.1 server never listens itself (sockets are handed to it), but
+    // its connection tracking, which closeIdleConnections() and the header and
+    // request timeouts rely on, starts on 'listening'.
+    h1.emit("listening");
     const h2 = http2.createServer({ settings: http2Settings(options) }, handler);
     h2.on("session", trackSession);
     closeIdleHttp1 = () => h1.closeIdleConnections();
+    stopHttp1 = () => h1.close();
     server = net.createServer((socket) => sniff(socket, h1, h2));
   } else {
     const secure = http2.createSecureServer(
@@ -99,7 +105,10 @@ export function createOnePortServer(
     // until the listener has closed.
     reaper ??= setInterval(closeIdleHttp1, 50).unref();
   };
-  server.once("close", () => clearInterval(reaper));
+  server.once("close", () => {
+    clearInterval(reaper);
+    stopHttp1();
+  });
   return onePort;
 }
 
