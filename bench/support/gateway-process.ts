@@ -19,6 +19,8 @@ export interface GatewayProcessOptions {
   readonly dataDir: string;
   /** Extra SQLGATE_* settings. */
   readonly env?: Readonly<Record<string, string>>;
+  /** Extra node options, e.g. `--cpu-prof`. */
+  readonly nodeArgs?: readonly string[];
 }
 
 export async function freePort(): Promise<number> {
@@ -51,7 +53,7 @@ function exited(child: ChildProcess): Promise<void> {
 export async function startGatewayProcess(options: GatewayProcessOptions): Promise<GatewayProcess> {
   const mainJs = fileURLToPath(new URL("../../server/main.js", import.meta.url));
   const port = await freePort();
-  const child = spawn(process.execPath, [mainJs], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), mainJs], {
     env: {
       ...process.env,
       SQLGATE_MYSQL_URL: options.mysqlUrl,
