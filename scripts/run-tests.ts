@@ -22,7 +22,8 @@ const dataDir = mkdtempSync(path.join(os.tmpdir(), "sqlgate-test-"));
 const mysql = await startEmbeddedMysql({ dataDir, log: (m) => process.stderr.write(`${m}\n`) });
 const args = process.argv.slice(2);
 const files = args.length > 0 ? args : testFiles("test").sort();
-const concurrency = process.env.SQLGATE_TEST_CONCURRENCY ?? String(Math.max(2, os.cpus().length * 2));
+const concurrency =
+  process.env.SQLGATE_TEST_CONCURRENCY ?? String(Math.max(2, os.cpus().length * 2));
 const child = spawn(
   process.execPath,
   ["--import", "tsx", "--test", `--test-concurrency=${concurrency}`, ...files],

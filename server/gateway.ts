@@ -26,9 +26,18 @@ export interface GatewayOptions {
 export async function createGateway(config: Config, options: GatewayOptions): Promise<Gateway> {
   const db = createDatabase({ ...config.mysql, url: options.mysqlUrl });
   const core = {
-    sql: createSqlExecutor(db, { ...config.limits, acquireTimeoutMs: config.mysql.acquireTimeoutMs }),
+    sql: createSqlExecutor(db, {
+      ...config.limits,
+      acquireTimeoutMs: config.mysql.acquireTimeoutMs,
+    }),
   };
-  const app = await buildApp({ core, db, limits: config.limits, logger: options.logger, tls: options.tls });
+  const app = await buildApp({
+    core,
+    db,
+    limits: config.limits,
+    logger: options.logger,
+    tls: options.tls,
+  });
   return {
     app,
     db,

@@ -28,19 +28,74 @@ const schema = `CREATE TABLE golden (
 ) CHARACTER SET utf8mb4`;
 
 const columns = [
-  "id", "ti", "tiu", "si", "siu", "mi", "miu", "i", "iu", "bi", "biu", "dec65", "f", "d", "b64",
-  "c", "vc", "tx", "bn", "vb", "bl", "dt", "dtm", "dtm0", "ts", "tm", "tm0", "y", "en", "st", "js", "geo",
+  "id",
+  "ti",
+  "tiu",
+  "si",
+  "siu",
+  "mi",
+  "miu",
+  "i",
+  "iu",
+  "bi",
+  "biu",
+  "dec65",
+  "f",
+  "d",
+  "b64",
+  "c",
+  "vc",
+  "tx",
+  "bn",
+  "vb",
+  "bl",
+  "dt",
+  "dtm",
+  "dtm0",
+  "ts",
+  "tm",
+  "tm0",
+  "y",
+  "en",
+  "st",
+  "js",
+  "geo",
 ];
 
 /** The expected proto type of each column, in order. */
 const expectedTypes = [
-  ColumnType.INT, ColumnType.TINYINT, ColumnType.TINYINT, ColumnType.SMALLINT, ColumnType.SMALLINT,
-  ColumnType.MEDIUMINT, ColumnType.MEDIUMINT, ColumnType.INT, ColumnType.INT, ColumnType.BIGINT,
-  ColumnType.BIGINT, ColumnType.DECIMAL, ColumnType.FLOAT, ColumnType.DOUBLE, ColumnType.BIT,
-  ColumnType.CHAR, ColumnType.VARCHAR, ColumnType.TEXT, ColumnType.BINARY, ColumnType.VARBINARY,
-  ColumnType.BLOB, ColumnType.DATE, ColumnType.DATETIME, ColumnType.DATETIME, ColumnType.TIMESTAMP,
-  ColumnType.TIME, ColumnType.TIME, ColumnType.YEAR, ColumnType.ENUM, ColumnType.SET,
-  ColumnType.JSON, ColumnType.GEOMETRY,
+  ColumnType.INT,
+  ColumnType.TINYINT,
+  ColumnType.TINYINT,
+  ColumnType.SMALLINT,
+  ColumnType.SMALLINT,
+  ColumnType.MEDIUMINT,
+  ColumnType.MEDIUMINT,
+  ColumnType.INT,
+  ColumnType.INT,
+  ColumnType.BIGINT,
+  ColumnType.BIGINT,
+  ColumnType.DECIMAL,
+  ColumnType.FLOAT,
+  ColumnType.DOUBLE,
+  ColumnType.BIT,
+  ColumnType.CHAR,
+  ColumnType.VARCHAR,
+  ColumnType.TEXT,
+  ColumnType.BINARY,
+  ColumnType.VARBINARY,
+  ColumnType.BLOB,
+  ColumnType.DATE,
+  ColumnType.DATETIME,
+  ColumnType.DATETIME,
+  ColumnType.TIMESTAMP,
+  ColumnType.TIME,
+  ColumnType.TIME,
+  ColumnType.YEAR,
+  ColumnType.ENUM,
+  ColumnType.SET,
+  ColumnType.JSON,
+  ColumnType.GEOMETRY,
 ];
 
 const decMax = `${"9".repeat(35)}.${"9".repeat(30)}`;
@@ -49,22 +104,71 @@ const decMax = `${"9".repeat(35)}.${"9".repeat(30)}`;
 const rows: string[][] = [
   // Minimums and empties.
   [
-    "1", "-128", "0", "-32768", "0", "-8388608", "0", "-2147483648", "0",
-    "-9223372036854775808", "0", `-${decMax}`, "-3.402823466e+38", "-1.7976931348623157e308",
-    "b'0'", "''", "''", "''", "x'00000000'", "''", "''", "'1000-01-01'",
-    "'1000-01-01 00:00:00.000000'", "'1000-01-01 00:00:00'", "'1970-01-01 00:00:01.000000'",
-    "'-838:59:59.000000'", "'-838:59:59'", "1901", "'a'", "''", "'[]'",
+    "1",
+    "-128",
+    "0",
+    "-32768",
+    "0",
+    "-8388608",
+    "0",
+    "-2147483648",
+    "0",
+    "-9223372036854775808",
+    "0",
+    `-${decMax}`,
+    "-3.402823466e+38",
+    "-1.7976931348623157e308",
+    "b'0'",
+    "''",
+    "''",
+    "''",
+    "x'00000000'",
+    "''",
+    "''",
+    "'1000-01-01'",
+    "'1000-01-01 00:00:00.000000'",
+    "'1000-01-01 00:00:00'",
+    "'1970-01-01 00:00:01.000000'",
+    "'-838:59:59.000000'",
+    "'-838:59:59'",
+    "1901",
+    "'a'",
+    "''",
+    "'[]'",
     "ST_GeomFromText('POINT(0 0)')",
   ],
   // Maximums, all bytes and wide characters.
   [
-    "2", "127", "255", "32767", "65535", "8388607", "16777215", "2147483647", "4294967295",
-    "9223372036854775807", "18446744073709551615", decMax, "3.402823466e+38",
-    "1.7976931348623157e308", "b'1111111111111111111111111111111111111111111111111111111111111111'",
-    "'abcdefghij'", "'😀 héllo 中文 \\' \" \\\\'", "REPEAT('𝄞', 1000)", "x'ffffffff'",
-    `x'${allBytes.toString("hex")}'`, `x'${allBytes.toString("hex")}'`, "'9999-12-31'",
-    "'9999-12-31 23:59:59.999999'", "'9999-12-31 23:59:59'", "'2038-01-19 03:14:07.999999'",
-    "'838:59:59.000000'", "'838:59:59'", "2155", "'c'", "'x,y,z'",
+    "2",
+    "127",
+    "255",
+    "32767",
+    "65535",
+    "8388607",
+    "16777215",
+    "2147483647",
+    "4294967295",
+    "9223372036854775807",
+    "18446744073709551615",
+    decMax,
+    "3.402823466e+38",
+    "1.7976931348623157e308",
+    "b'1111111111111111111111111111111111111111111111111111111111111111'",
+    "'abcdefghij'",
+    "'😀 héllo 中文 \\' \" \\\\'",
+    "REPEAT('𝄞', 1000)",
+    "x'ffffffff'",
+    `x'${allBytes.toString("hex")}'`,
+    `x'${allBytes.toString("hex")}'`,
+    "'9999-12-31'",
+    "'9999-12-31 23:59:59.999999'",
+    "'9999-12-31 23:59:59'",
+    "'2038-01-19 03:14:07.999999'",
+    "'838:59:59.000000'",
+    "'838:59:59'",
+    "2155",
+    "'c'",
+    "'x,y,z'",
     `'{"a": [1, 2.5, "x", null, true], "big": 12345678901234567890, "s": "😀"}'`,
     "ST_GeomFromText('POLYGON((0 0,10 0,10 10,0 10,0 0))', 4326)",
   ],
@@ -72,10 +176,37 @@ const rows: string[][] = [
   ["3", ...columns.slice(1).map(() => "NULL")],
   // Ordinary values, fractions, zero padding, TIME past 24 hours.
   [
-    "4", "0", "1", "-1", "1", "-1", "1", "-1", "1", "-1", "1", "0.000000000000000000000000000001",
-    "0.1", "0.1", "b'1010'", "'a'", "'0'", "'null'", "x'0a'", "x'00'", "x'0000'", "'2024-02-29'",
-    "'2024-02-29 12:34:56.000001'", "'2024-02-29 12:34:56'", "'2024-02-29 12:34:56.500000'",
-    "'25:00:00.5'", "'-01:02:03'", "0", "'b'", "'y'", "'null'",
+    "4",
+    "0",
+    "1",
+    "-1",
+    "1",
+    "-1",
+    "1",
+    "-1",
+    "1",
+    "-1",
+    "1",
+    "0.000000000000000000000000000001",
+    "0.1",
+    "0.1",
+    "b'1010'",
+    "'a'",
+    "'0'",
+    "'null'",
+    "x'0a'",
+    "x'00'",
+    "x'0000'",
+    "'2024-02-29'",
+    "'2024-02-29 12:34:56.000001'",
+    "'2024-02-29 12:34:56'",
+    "'2024-02-29 12:34:56.500000'",
+    "'25:00:00.5'",
+    "'-01:02:03'",
+    "0",
+    "'b'",
+    "'y'",
+    "'null'",
     "ST_GeomFromText('LINESTRING(1.5 2.5, -3 4e10)')",
   ],
 ];
@@ -89,7 +220,12 @@ function plain(v: Value): [string, unknown] {
 }
 
 /** The Value MySQL holds, from the raw text/bytes of the text protocol. */
-function expectedValue(type: ColumnType, unsigned: boolean, raw: Buffer | null, binary: unknown): [string, unknown] {
+function expectedValue(
+  type: ColumnType,
+  unsigned: boolean,
+  raw: Buffer | null,
+  binary: unknown,
+): [string, unknown] {
   if (raw === null) return ["nullValue", 0];
   const text = raw.toString("utf8");
   switch (type) {
@@ -215,12 +351,24 @@ describe("golden types through every client", () => {
         });
       });
       // Spot checks that do not depend on the reference reading.
-      assert.deepEqual(plain(response.rows[1]?.values[10] as Value), ["uint64Value", "18446744073709551615"]);
-      assert.deepEqual(plain(response.rows[0]?.values[9] as Value), ["int64Value", "-9223372036854775808"]);
+      assert.deepEqual(plain(response.rows[1]?.values[10] as Value), [
+        "uint64Value",
+        "18446744073709551615",
+      ]);
+      assert.deepEqual(plain(response.rows[0]?.values[9] as Value), [
+        "int64Value",
+        "-9223372036854775808",
+      ]);
       assert.deepEqual(plain(response.rows[3]?.values[13] as Value), ["float64Value", 0.1]);
       assert.deepEqual(plain(response.rows[3]?.values[12] as Value), ["float64Value", 0.1]);
-      assert.deepEqual(plain(response.rows[3]?.values[25] as Value), ["temporalValue", "25:00:00.500000"]);
-      assert.deepEqual(plain(response.rows[1]?.values[14] as Value), ["bytesValue", "ffffffffffffffff"]);
+      assert.deepEqual(plain(response.rows[3]?.values[25] as Value), [
+        "temporalValue",
+        "25:00:00.500000",
+      ]);
+      assert.deepEqual(plain(response.rows[1]?.values[14] as Value), [
+        "bytesValue",
+        "ffffffffffffffff",
+      ]);
       assert.deepEqual(plain(response.rows[2]?.values[16] as Value), ["nullValue", 0]);
       assert.deepEqual(plain(response.rows[0]?.values[16] as Value), ["stringValue", ""]);
     });
@@ -238,7 +386,9 @@ describe("golden types through every client", () => {
         ["int64Value", "2"],
         ["nullValue", 0],
       ]);
-      const empty = await client.execute({ sql: `${selectAll.replace("ORDER BY", "WHERE 1 = 0 ORDER BY")}` });
+      const empty = await client.execute({
+        sql: `${selectAll.replace("ORDER BY", "WHERE 1 = 0 ORDER BY")}`,
+      });
       assert.equal(empty.fields.length, columns.length);
       assert.equal(empty.rows.length, 0);
     }

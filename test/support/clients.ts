@@ -6,7 +6,14 @@
  */
 import { execFile, spawn } from "node:child_process";
 import { promisify } from "node:util";
-import { create, fromBinary, fromJson, type MessageInitShape, toBinary, toJson } from "@bufbuild/protobuf";
+import {
+  create,
+  fromBinary,
+  fromJson,
+  type MessageInitShape,
+  toBinary,
+  toJson,
+} from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import {
   createConnectTransport,
@@ -17,8 +24,8 @@ import * as grpc from "@grpc/grpc-js";
 import {
   DatabaseService,
   type ExecuteRequest,
-  type ExecuteResponse,
   ExecuteRequestSchema,
+  type ExecuteResponse,
   ExecuteResponseSchema,
 } from "../../gen/sqlgate/v1/database_pb.js";
 
@@ -72,7 +79,9 @@ function viaCurl(baseUrl: string, http2: boolean): ExecuteClient {
   return {
     name: http2 ? "curl --http2-prior-knowledge" : "curl HTTP/1.1",
     async execute(request) {
-      const body = JSON.stringify(toJson(ExecuteRequestSchema, create(ExecuteRequestSchema, request)));
+      const body = JSON.stringify(
+        toJson(ExecuteRequestSchema, create(ExecuteRequestSchema, request)),
+      );
       const child = spawn("curl", [
         "-sS",
         http2 ? "--http2-prior-knowledge" : "--http1.1",
@@ -113,7 +122,9 @@ function viaBufCurl(baseUrl: string): ExecuteClient {
   return {
     name: "buf curl",
     async execute(request) {
-      const body = JSON.stringify(toJson(ExecuteRequestSchema, create(ExecuteRequestSchema, request)));
+      const body = JSON.stringify(
+        toJson(ExecuteRequestSchema, create(ExecuteRequestSchema, request)),
+      );
       try {
         const { stdout } = await run(
           "npx",

@@ -35,7 +35,9 @@ export async function connectDirect(url: string, options: mysql.ConnectionOption
 }
 
 /** Creates a new empty database for the calling test file; dropped when the test ends. */
-export async function createTestDatabase(t: TestContext | { after(fn: () => unknown): void }): Promise<{
+export async function createTestDatabase(
+  t: TestContext | { after(fn: () => unknown): void },
+): Promise<{
   url: string;
   name: string;
   admin: mysql.Connection;
