@@ -31,6 +31,16 @@ export interface LimitsConfig {
   readonly defaultTimeoutMs: number;
 }
 
+export interface TransactionsConfig {
+  readonly maxOpen: number;
+  readonly idleTimeoutMs: number;
+  readonly maxLifetimeMs: number;
+  /** Secrets that verify transaction tokens; the first signs. Empty: one random per process. */
+  readonly tokenSecrets: readonly string[];
+  /** The name this replica puts in its tokens. */
+  readonly nodeUrl: string | undefined;
+}
+
 export interface TlsConfig {
   readonly certFile: string;
   readonly keyFile: string;
@@ -46,6 +56,7 @@ export interface Config {
   readonly dataDir: string;
   readonly mysql: MysqlConfig;
   readonly limits: LimitsConfig;
+  readonly transactions: TransactionsConfig;
   readonly tls: TlsConfig | undefined;
   readonly log: LogConfig;
 }
@@ -133,6 +144,34 @@ export const settings: readonly Setting[] = [
     description: "Deadline of a statement whose call gives none.",
   },
   {
+    name: "SQLGATE_MAX_TRANSACTIONS",
+    defaultValue: "256",
+    description:
+      "Interactive transactions open at once; each pins a MySQL connection of its own (keep MySQL's `max_connections` above this plus `SQLGATE_POOL_SIZE`). Past it BeginTransaction fails with `resource_exhausted`.",
+  },
+  {
+    name: "SQLGATE_TRANSACTION_IDLE_TIMEOUT_MS",
+    defaultValue: "30000",
+    description:
+      "A transaction with no call for this long is rolled back and its connection returned; later calls with its token get `failed_precondition` saying so.",
+  },
+  {
+    name: "SQLGATE_TRANSACTION_MAX_LIFETIME_MS",
+    defaultValue: "600000",
+    description: "A transaction open this long is rolled back, however busy.",
+  },
+  {
+    name: "SQLGATE_TOKEN_SECRET",
+    defaultValue: "(unset: random per process)",
+    description:
+      "Key that signs transaction tokens (HMAC-SHA256), at least 32 characters. A comma-separated list rotates keys: the first signs, all verify.",
+  },
+  {
+    name: "SQLGATE_NODE_URL",
+    defaultValue: "(unset: a random name per process)",
+    description: "This replica's name in the transaction tokens it issues.",
+  },
+  {
     name: "SQLGATE_TLS_CERT",
     defaultValue: "(unset)",
     description:
@@ -204,6 +243,14 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     problems.push("SQLGATE_TLS_CERT and SQLGATE_TLS_KEY must be set together");
   }
 
+  const tokenSecrets = (env.SQLGATE_TOKEN_SECRET ?? "")
+    .split(",")
+    .map((secret) => secret.trim())
+    .filter((secret) => secret !== "");
+  if (tokenSecrets.some((secret) => secret.length < 32)) {
+    problems.push("SQLGATE_TOKEN_SECRET: every key must be at least 32 characters");
+  }
+
   const level = read("SQLGATE_LOG_LEVEL") as LogConfig["level"];
   if (!logLevels.includes(level)) {
     problems.push(
@@ -228,6 +275,13 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       maxRows: int("SQLGATE_MAX_ROWS", 1),
       maxTimeoutMs: int("SQLGATE_MAX_TIMEOUT_MS", 1),
       defaultTimeoutMs: int("SQLGATE_DEFAULT_TIMEOUT_MS", 1),
+    },
+    transactions: {
+      maxOpen: int("SQLGATE_MAX_TRANSACTIONS", 1, 100_000),
+      idleTimeoutMs: int("SQLGATE_TRANSACTION_IDLE_TIMEOUT_MS", 1),
+      maxLifetimeMs: int("SQLGATE_TRANSACTION_MAX_LIFETIME_MS", 1),
+      tokenSecrets,
+      nodeUrl: env.SQLGATE_NODE_URL || undefined,
     },
     tls: certFile !== undefined && keyFile !== undefined ? { certFile, keyFile } : undefined,
     log: { level, pretty: bool("SQLGATE_LOG_PRETTY") },

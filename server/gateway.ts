@@ -3,10 +3,15 @@
  * and the app that serves them. main.ts and the tests both build gateways here,
  * so that what is tested is what runs.
  */
+import { randomBytes } from "node:crypto";
 import { type App, buildApp } from "./app.js";
 import type { Config } from "./config.js";
+import { poolSource } from "./mysql/connection-source.js";
 import { createDatabase, type Database } from "./mysql/database.js";
 import type { Logger } from "./observability/logger.js";
+import type { GatewayCore } from "./services/context-values.js";
+import { createSessionRegistry } from "./sessions/session-registry.js";
+import { createTokenCodec } from "./sessions/session-token.js";
 import { createSqlExecutor } from "./sql/sql-executor.js";
 
 export interface Gateway {
@@ -24,13 +29,34 @@ export interface GatewayOptions {
 }
 
 export async function createGateway(config: Config, options: GatewayOptions): Promise<Gateway> {
-  const db = createDatabase({ ...config.mysql, url: options.mysqlUrl });
-  const core = {
+  const db = createDatabase({
+    ...config.mysql,
+    transactionPoolSize: config.transactions.maxOpen,
+    url: options.mysqlUrl,
+  });
+  const sessions = createSessionRegistry(db, {
+    ...config.transactions,
+    node: config.transactions.nodeUrl ?? `sqlgate-${randomBytes(6).toString("hex")}`,
+    codec: createTokenCodec(
+      config.transactions.tokenSecrets.length > 0
+        ? config.transactions.tokenSecrets.map((secret) => Buffer.from(secret))
+        : [randomBytes(32)],
+    ),
+  });
+  const core: GatewayCore = {
     sql: createSqlExecutor(db, {
       ...config.limits,
       acquireTimeoutMs: config.mysql.acquireTimeoutMs,
     }),
+    pool: poolSource(db),
+    sessions,
+    acquireTimeoutMs: config.mysql.acquireTimeoutMs,
   };
+  if (config.transactions.tokenSecrets.length === 0) {
+    options.logger.info(
+      "no SQLGATE_TOKEN_SECRET: transaction tokens are signed with a random key and valid on this process only",
+    );
+  }
   const app = await buildApp({
     core,
     db,
@@ -43,6 +69,7 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
     db,
     async close() {
       await app.close();
+      await sessions.close();
       await db.close();
     },
   };

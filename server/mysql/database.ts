@@ -7,11 +7,8 @@
  * allocation and, with `trace` on, a captured stack per call (see
  * performance-notes in the README's benchmark section).
  */
-import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
 import mysql, { type Pool, type PoolConnection, type PoolOptions } from "mysql2";
-import { LimitExceededSchema } from "../../gen/sqlgate/v1/value_pb.js";
-import { connectErrorFromMysql } from "./errors.js";
+import { connectErrorFromMysql, limitExceeded } from "./errors.js";
 
 export type { PoolConnection };
 
@@ -19,6 +16,8 @@ export interface DatabaseOptions {
   /** `mysql://user:pass@host:port/db`, optionally `?socket=/path/to.sock`. */
   readonly url: string;
   readonly poolSize: number;
+  /** Connections for open transactions, each pinned while its transaction lasts. */
+  readonly transactionPoolSize: number;
   readonly acquireTimeoutMs: number;
   readonly connectTimeoutMs: number;
   readonly idleTimeoutMs: number;
@@ -35,6 +34,8 @@ export interface Database {
    * when MySQL cannot be reached.
    */
   acquire(timeoutMs: number): Promise<PoolConnection>;
+  /** A connection to pin for an interactive transaction, from its own pool. */
+  acquireForTransaction(timeoutMs: number): Promise<PoolConnection>;
   /** Stops the statement running on connection `threadId` (the connection stays). */
   killQuery(threadId: number): Promise<void>;
   /** Resolves when MySQL answers a ping within `timeoutMs`. */
@@ -87,49 +88,39 @@ const losslessOptions: PoolOptions = {
 
 export function createDatabase(options: DatabaseOptions): Database {
   const base = connectionOptionsFromUrl(options.url);
-  const pool: Pool = mysql.createPool({
-    ...base,
-    ...losslessOptions,
-    connectionLimit: options.poolSize,
-    maxIdle: options.poolSize,
-    idleTimeout: options.idleTimeoutMs,
-    connectTimeout: options.connectTimeoutMs,
-    waitForConnections: true,
-    queueLimit: 0,
-  });
-  const control: Pool = mysql.createPool({
-    ...base,
-    ...losslessOptions,
-    connectionLimit: 2,
-    maxIdle: 1,
-    idleTimeout: options.idleTimeoutMs,
-    connectTimeout: options.connectTimeoutMs,
-  });
-  // Errors on idle pooled connections (MySQL restarted) are handled by the
-  // pool, which drops the connection; a listener keeps them from crashing us.
-  pool.on("connection", (conn) => conn.on("error", () => {}));
-  control.on("connection", (conn) => conn.on("error", () => {}));
+  const createPool = (size: number, maxIdle: number): Pool => {
+    const pool = mysql.createPool({
+      ...base,
+      ...losslessOptions,
+      connectionLimit: size,
+      maxIdle,
+      idleTimeout: options.idleTimeoutMs,
+      connectTimeout: options.connectTimeoutMs,
+      waitForConnections: true,
+      queueLimit: 0,
+    });
+    // Errors on idle pooled connections (MySQL restarted) are handled by the
+    // pool, which drops the connection; a listener keeps them from crashing us.
+    pool.on("connection", (conn) => conn.on("error", () => {}));
+    return pool;
+  };
+  const statements = createPool(options.poolSize, options.poolSize);
+  // Transactions pin a connection each for as long as they stay open, so they
+  // get their own pool: open transactions never starve single statements.
+  const transactions = createPool(options.transactionPoolSize, 0);
+  const control = createPool(2, 1);
 
-  const acquire = (timeoutMs: number): Promise<PoolConnection> =>
-    new Promise((resolve, reject) => {
+  const acquireFrom = (pool: Pool, size: number, setting: string, timeoutMs: number) =>
+    new Promise<PoolConnection>((resolve, reject) => {
       let timedOut = false;
       const timer = setTimeout(() => {
         timedOut = true;
         reject(
-          new ConnectError(
-            `no MySQL connection became free within ${timeoutMs} ms (pool of ${options.poolSize})`,
-            Code.ResourceExhausted,
-            undefined,
-            [
-              {
-                desc: LimitExceededSchema,
-                value: create(LimitExceededSchema, {
-                  setting: "SQLGATE_POOL_SIZE",
-                  limit: BigInt(options.poolSize),
-                  hint: "raise SQLGATE_POOL_SIZE or SQLGATE_POOL_ACQUIRE_TIMEOUT_MS, or retry later",
-                }),
-              },
-            ],
+          limitExceeded(
+            `no MySQL connection became free within ${timeoutMs} ms (${setting}=${size})`,
+            setting,
+            size,
+            `raise ${setting} or SQLGATE_POOL_ACQUIRE_TIMEOUT_MS, or retry later`,
           ),
         );
       }, timeoutMs);
@@ -155,11 +146,23 @@ export function createDatabase(options: DatabaseOptions): Database {
   return {
     target: describeUrl(options.url),
     databaseName: base.database ?? "",
-    acquire,
+    acquire: (timeoutMs) =>
+      acquireFrom(statements, options.poolSize, "SQLGATE_POOL_SIZE", timeoutMs),
+    acquireForTransaction: (timeoutMs) =>
+      acquireFrom(transactions, options.transactionPoolSize, "SQLGATE_MAX_TRANSACTIONS", timeoutMs),
     killQuery: (threadId) => onControl(`KILL QUERY ${Number(threadId)}`, options.connectTimeoutMs),
     ping: (timeoutMs) => onControl("SELECT 1", timeoutMs),
     close: async () => {
-      await Promise.allSettled([pool.promise().end(), control.promise().end()]);
+      await Promise.allSettled(
+        [statements, transactions, control].map((pool) => pool.promise().end()),
+      );
     },
   };
+}
+
+/** Runs a fixed control statement (no parameters, no result), such as COMMIT, on `conn`. */
+export function runControlStatement(conn: PoolConnection, sql: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    conn.query(sql, (err) => (err ? reject(connectErrorFromMysql(err)) : resolve()));
+  });
 }

@@ -9,7 +9,7 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { SqlErrorSchema } from "../../gen/sqlgate/v1/value_pb.js";
+import { LimitExceededSchema, SqlErrorSchema } from "../../gen/sqlgate/v1/value_pb.js";
 
 /** The fields of a mysql2 error (or any Node error) that the mapping reads. */
 export interface MysqlLikeError {
@@ -200,4 +200,31 @@ export function connectErrorFromMysql(err: unknown, statementIndex?: number): Co
     );
   }
   return new ConnectError(e.message, code, undefined, undefined, err);
+}
+
+/**
+ * A `resource_exhausted` error for a gateway limit, with a `LimitExceeded`
+ * detail naming the setting, so that nobody has to hunt for which limit hit.
+ */
+export function limitExceeded(
+  message: string,
+  setting: string,
+  limit: number,
+  hint: string,
+): ConnectError {
+  return new ConnectError(message, Code.ResourceExhausted, undefined, [
+    {
+      desc: LimitExceededSchema,
+      value: create(LimitExceededSchema, { setting, limit: BigInt(limit), hint }),
+    },
+  ]);
+}
+
+/**
+ * Whether `err` broke its connection (mysql2 marks such errors `fatal`): the
+ * connection must be destroyed, never reused.
+ */
+export function isFatal(err: unknown): boolean {
+  const cause = err instanceof ConnectError ? err.cause : err;
+  return (cause as { fatal?: unknown } | undefined)?.fatal === true;
 }

@@ -5,11 +5,18 @@
  * `internal` instead of crashing.
  */
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
+import type { ConnectionSource } from "../mysql/connection-source.js";
+import type { SessionRegistry } from "../sessions/session-registry.js";
 import type { SqlExecutor } from "../sql/sql-executor.js";
 
 /** The core services a handler may use. */
 export interface GatewayCore {
   readonly sql: SqlExecutor;
+  /** Pooled connections, for calls outside a transaction. */
+  readonly pool: ConnectionSource;
+  readonly sessions: SessionRegistry;
+  /** How long transaction calls without a deadline wait for their turn or a connection. */
+  readonly acquireTimeoutMs: number;
 }
 
 export const kGatewayCore = createContextKey<GatewayCore | undefined>(undefined, {

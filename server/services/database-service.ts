@@ -1,38 +1,53 @@
 /**
- * `sqlgate.v1.DatabaseService`: a thin adapter from requests to the SQL core
- * and from its results to responses. Methods not implemented here answer
- * `unimplemented`.
+ * `sqlgate.v1.DatabaseService`: thin adapters from requests to the SQL core
+ * and the transaction registry, and from their results to responses.
  */
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import {
   type DatabaseService,
-  type ExecuteRequest,
+  type ExecuteOptions,
   type ExecuteResponse,
   ExecuteResponseSchema,
+  IsolationLevel,
+  StreamExecuteResponseSchema,
 } from "../../gen/sqlgate/v1/database_pb.js";
-import { coreFrom } from "./context-values.js";
+import type { ConnectionSource } from "../mysql/connection-source.js";
+import type { IsolationLevel as SqlIsolationLevel } from "../sessions/session-registry.js";
+import type { CallOptions, ExecutedStatement } from "../sql/sql-executor.js";
+import { coreFrom, type GatewayCore } from "./context-values.js";
 
-function refuseSession(session: string): void {
-  if (session !== "") {
+/** Where a request's statements run: its transaction's connection, or the pool. */
+function sourceFor(
+  core: GatewayCore,
+  session: string,
+  options: ExecuteOptions | undefined,
+): ConnectionSource {
+  if (session === "") return core.pool;
+  if (options?.readOnly) {
     throw new ConnectError(
-      "interactive transactions are not available in this version of sqlgate",
-      Code.Unimplemented,
+      "options.readOnly does not apply inside a transaction: begin it with readOnly instead",
+      Code.InvalidArgument,
     );
   }
+  return core.sessions.source(session);
 }
 
-async function execute(req: ExecuteRequest, ctx: HandlerContext): Promise<ExecuteResponse> {
-  const started = performance.now();
-  const core = coreFrom(ctx.values);
-  refuseSession(req.session);
-  const result = await core.sql.execute(req, {
+function callOptions(options: ExecuteOptions | undefined, ctx: HandlerContext): CallOptions {
+  return {
     signal: ctx.signal,
     deadlineMs: ctx.timeoutMs(),
-    timeoutMs: req.options?.timeoutMs ?? 0,
-    maxRows: req.options?.maxRows ?? 0,
-    readOnly: req.options?.readOnly ?? false,
-  });
+    timeoutMs: options?.timeoutMs ?? 0,
+    maxRows: options?.maxRows ?? 0,
+    readOnly: options?.readOnly ?? false,
+  };
+}
+
+function microsSince(started: number): bigint {
+  return BigInt(Math.round((performance.now() - started) * 1000));
+}
+
+function responseOf(result: ExecutedStatement, started: number): ExecuteResponse {
   return create(ExecuteResponseSchema, {
     fields: result.fields,
     rows: result.rows,
@@ -41,11 +56,83 @@ async function execute(req: ExecuteRequest, ctx: HandlerContext): Promise<Execut
     warningCount: result.warningCount,
     truncated: result.truncated,
     info: result.info,
-    timing: {
-      serverUs: BigInt(Math.round((performance.now() - started) * 1000)),
-      mysqlUs: BigInt(result.mysqlUs),
-    },
+    timing: { serverUs: microsSince(started), mysqlUs: BigInt(result.mysqlUs) },
   });
 }
 
-export const databaseService: Partial<ServiceImpl<typeof DatabaseService>> = { execute };
+const isolationSql: Record<IsolationLevel, SqlIsolationLevel | undefined> = {
+  [IsolationLevel.UNSPECIFIED]: undefined,
+  [IsolationLevel.READ_UNCOMMITTED]: "READ UNCOMMITTED",
+  [IsolationLevel.READ_COMMITTED]: "READ COMMITTED",
+  [IsolationLevel.REPEATABLE_READ]: "REPEATABLE READ",
+  [IsolationLevel.SERIALIZABLE]: "SERIALIZABLE",
+};
+
+/** The time a transaction call may wait: its deadline, else the pool's acquire timeout. */
+function waitMs(core: GatewayCore, ctx: HandlerContext): number {
+  return ctx.timeoutMs() ?? core.acquireTimeoutMs;
+}
+
+export const databaseService: ServiceImpl<typeof DatabaseService> = {
+  async execute(req, ctx) {
+    const started = performance.now();
+    const core = coreFrom(ctx.values);
+    const source = sourceFor(core, req.session, req.options);
+    return responseOf(await core.sql.execute(source, req, callOptions(req.options, ctx)), started);
+  },
+
+  async executeBatch(req, ctx) {
+    const started = performance.now();
+    const core = coreFrom(ctx.values);
+    const source = sourceFor(core, req.session, req.options);
+    const results = await core.sql.batch(
+      source,
+      req.statements,
+      req.atomic,
+      callOptions(req.options, ctx),
+    );
+    return { results: results.map((result) => responseOf(result, started)) };
+  },
+
+  async *streamExecute(req, ctx) {
+    const started = performance.now();
+    const core = coreFrom(ctx.values);
+    const source = sourceFor(core, req.session, req.options);
+    for await (const chunk of core.sql.stream(source, req, callOptions(req.options, ctx))) {
+      yield create(StreamExecuteResponseSchema, {
+        fields: chunk.fields ?? [],
+        rows: chunk.rows,
+        ...(chunk.summary === undefined
+          ? {}
+          : {
+              rowsAffected: chunk.summary.rowsAffected,
+              lastInsertId: chunk.summary.lastInsertId,
+              warningCount: chunk.summary.warningCount,
+              timing: { serverUs: microsSince(started) },
+            }),
+      });
+    }
+  },
+
+  async beginTransaction(req, ctx) {
+    const core = coreFrom(ctx.values);
+    const { token, idleTimeoutMs } = await core.sessions.begin({
+      isolation: isolationSql[req.isolation],
+      readOnly: req.readOnly,
+      timeoutMs: waitMs(core, ctx),
+    });
+    return { session: token, idleTimeoutMs };
+  },
+
+  async commitTransaction(req, ctx) {
+    const core = coreFrom(ctx.values);
+    await core.sessions.commit(req.session, waitMs(core, ctx));
+    return {};
+  },
+
+  async rollbackTransaction(req, ctx) {
+    const core = coreFrom(ctx.values);
+    await core.sessions.rollback(req.session, waitMs(core, ctx));
+    return {};
+  },
+};

@@ -8,11 +8,10 @@
  * only after the KILL has completed, so that it can never hit the next
  * statement on that connection.
  */
-import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { PoolConnection } from "mysql2";
-import { type Field, LimitExceededSchema, type Row } from "../../gen/sqlgate/v1/value_pb.js";
-import { connectErrorFromMysql } from "../mysql/errors.js";
+import type { Field, Row } from "../../gen/sqlgate/v1/value_pb.js";
+import { connectErrorFromMysql, limitExceeded } from "../mysql/errors.js";
 import { describeColumns, type MysqlField, type ResultColumns } from "./result-columns.js";
 
 export interface StatementLimits {
@@ -32,6 +31,8 @@ export interface StatementResult {
   readonly warningCount: number;
   readonly info: string;
   readonly truncated: boolean;
+  /** Approximate encoded size of the rows. */
+  readonly bytes: number;
 }
 
 /** Stops a running statement by its connection's thread id. */
@@ -76,15 +77,6 @@ function prepare(conn: PoolConnection, sql: string): Promise<PreparedStatement> 
   });
 }
 
-function limitError(message: string, setting: string, limit: number, hint: string): ConnectError {
-  return new ConnectError(message, Code.ResourceExhausted, undefined, [
-    {
-      desc: LimitExceededSchema,
-      value: create(LimitExceededSchema, { setting, limit: BigInt(limit), hint }),
-    },
-  ]);
-}
-
 /** The error for a statement stopped because `signal` aborted (deadline or disconnect). */
 export function connectErrorFromAbort(reason: unknown): ConnectError {
   if (reason instanceof ConnectError) return reason;
@@ -94,18 +86,38 @@ export function connectErrorFromAbort(reason: unknown): ConnectError {
   return new ConnectError("the call was canceled by the client", Code.Canceled);
 }
 
+/** What a running statement reports to its consumer. */
+interface StatementHandlers {
+  /** The result set's columns, before its first row. */
+  onColumns(columns: ResultColumns): void;
+  /** One row of the first result set, as mysql2 delivers it (an array). */
+  onRow(cells: unknown[]): void;
+  /** The statement ended: `error` if it failed, else the OK packet (if any). */
+  onEnd(error: ConnectError | undefined, header: ResultSetHeader | undefined): void;
+}
+
+/** Lets a consumer stop a running statement early (KILL QUERY). */
+interface RunningStatement {
+  /** Stops the statement; it then ends with `error` (or normally if undefined). */
+  stop(error: ConnectError | undefined): void;
+  /** Whether stop() was called. */
+  readonly stopping: boolean;
+}
+
 /**
- * Runs `sql` (already checked to be one statement) with `values` bound.
- * `signal` aborts the statement (client gone, call deadline).
+ * Starts `sql` (already checked to be one statement) with `values` bound and
+ * reports to `handlers`. A deadline (`timeoutMs`) or `signal` stops it with
+ * KILL QUERY; `onEnd` comes only after the KILL has completed.
  */
-export async function executeStatement(
+async function startStatement(
   conn: PoolConnection,
   killer: QueryKiller,
   sql: string,
   values: readonly unknown[],
-  limits: StatementLimits,
+  timeoutMs: number,
   signal: AbortSignal | undefined,
-): Promise<StatementResult> {
+  handlers: StatementHandlers,
+): Promise<RunningStatement> {
   const statement = await prepare(conn, sql);
   let hasGeometry = hasGeometryByStatement.get(statement);
   if (hasGeometry === undefined) {
@@ -113,109 +125,236 @@ export async function executeStatement(
     hasGeometryByStatement.set(statement, hasGeometry);
   }
 
+  let header: ResultSetHeader | undefined;
+  let stopError: ConnectError | undefined;
+  let killing: Promise<void> | undefined;
+  const stop = (error: ConnectError | undefined) => {
+    if (killing !== undefined) return;
+    stopError = error;
+    // A paused connection (streaming) must read on, or the KILL's error never arrives.
+    conn.resume();
+    killing = killer.killQuery(conn.threadId).catch(() => {
+      // The KILL itself failed (MySQL unreachable): the connection cannot be
+      // trusted to be idle, so it is destroyed instead of returned.
+      conn.destroy();
+    });
+  };
+  const onAbort = () => stop(connectErrorFromAbort(signal?.reason));
+  const timer = setTimeout(
+    () =>
+      stop(
+        new ConnectError(
+          `the statement ran past its ${timeoutMs} ms deadline`,
+          Code.DeadlineExceeded,
+        ),
+      ),
+    timeoutMs,
+  );
+  signal?.addEventListener("abort", onAbort, { once: true });
+
+  let settled = false;
+  const settle = (error: ConnectError | undefined) => {
+    if (settled) return;
+    settled = true;
+    clearTimeout(timer);
+    signal?.removeEventListener("abort", onAbort);
+    if (killing === undefined) handlers.onEnd(error, header);
+    else void killing.then(() => handlers.onEnd(error, header));
+  };
+
+  const command = conn.execute({
+    sql,
+    values: values as unknown[],
+    rowsAsArray: true,
+    ...(hasGeometry ? { typeCast: geometryCast } : {}),
+  }) as unknown as NodeJS.EventEmitter;
+  command.on("fields", (fields: MysqlField[] | undefined, index: number | undefined) => {
+    if (fields !== undefined && index === 0) handlers.onColumns(describeColumns(fields));
+  });
+  command.on("result", (result: unknown, index: number | undefined) => {
+    if (index === undefined) header = result as ResultSetHeader;
+    else if (index === 0 && killing === undefined) handlers.onRow(result as unknown[]);
+  });
+  command.on("error", (err: Error & { errno?: number; fatal?: boolean }) => {
+    // A fatal error (connection lost, protocol error) leaves the connection
+    // unusable: take it out of the pool rather than hand it to the next call.
+    if (err.fatal) conn.destroy();
+    if (killing !== undefined && err.errno === ER_QUERY_INTERRUPTED) settle(stopError);
+    else settle(stopError ?? connectErrorFromMysql(err));
+  });
+  command.on("end", () => settle(stopError));
+  if (signal?.aborted) onAbort();
+  return {
+    stop,
+    get stopping() {
+      return killing !== undefined;
+    },
+  };
+}
+
+function summaryOf(header: ResultSetHeader | undefined) {
+  return {
+    rowsAffected: BigInt(header?.affectedRows ?? 0),
+    lastInsertId: BigInt(header?.insertId ?? 0),
+    warningCount: header?.warningStatus ?? 0,
+    info: header?.info ?? "",
+  };
+}
+
+/**
+ * Runs one statement and collects its whole result, cut at `maxRows` (the
+ * result says truncated) and refused past `maxResponseBytes`.
+ */
+export function executeStatement(
+  conn: PoolConnection,
+  killer: QueryKiller,
+  sql: string,
+  values: readonly unknown[],
+  limits: StatementLimits,
+  signal: AbortSignal | undefined,
+): Promise<StatementResult> {
   return new Promise<StatementResult>((resolve, reject) => {
     let columns: ResultColumns | undefined;
     const rows: Row[] = [];
-    let header: ResultSetHeader | undefined;
     let bytes = 0;
     let truncated = false;
-    let stopError: ConnectError | undefined;
-    let killing: Promise<void> | undefined;
-
-    const stop = (error: ConnectError | undefined) => {
-      if (killing !== undefined) return;
-      stopError = error;
-      killing = killer.killQuery(conn.threadId).catch(() => {
-        // The KILL itself failed (MySQL unreachable): the connection cannot be
-        // trusted to be idle, so it is destroyed instead of returned.
-        conn.destroy();
-      });
-    };
-    const onAbort = () => stop(connectErrorFromAbort(signal?.reason));
-    const timer = setTimeout(
-      () =>
-        stop(
-          new ConnectError(
-            `the statement ran past its ${limits.timeoutMs} ms deadline`,
-            Code.DeadlineExceeded,
-          ),
-        ),
-      limits.timeoutMs,
-    );
-    signal?.addEventListener("abort", onAbort, { once: true });
-    if (signal?.aborted) onAbort();
-
-    let settled = false;
-    const settle = (error: ConnectError | undefined) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", onAbort);
-      const finish = () => {
-        if (error !== undefined) {
-          reject(error);
+    let running: RunningStatement | undefined;
+    startStatement(conn, killer, sql, values, limits.timeoutMs, signal, {
+      onColumns(c) {
+        columns = c;
+      },
+      onRow(cells) {
+        if (columns === undefined || running?.stopping) return;
+        if (rows.length >= limits.maxRows) {
+          truncated = true;
+          running?.stop(undefined);
           return;
         }
-        resolve({
-          fields: columns?.fields ?? [],
-          rows,
-          rowsAffected: BigInt(header?.affectedRows ?? 0),
-          lastInsertId: BigInt(header?.insertId ?? 0),
-          warningCount: header?.warningStatus ?? 0,
-          info: header?.info ?? "",
-          truncated,
-        });
-      };
-      if (killing === undefined) finish();
-      else void killing.then(finish);
-    };
-
-    const command = conn.execute({
-      sql,
-      values: values as unknown[],
-      rowsAsArray: true,
-      ...(hasGeometry ? { typeCast: geometryCast } : {}),
-    }) as unknown as NodeJS.EventEmitter;
-
-    command.on("fields", (fields: MysqlField[] | undefined, index: number | undefined) => {
-      if (fields !== undefined && index === 0) columns = describeColumns(fields);
-    });
-    command.on("result", (result: unknown, index: number | undefined) => {
-      if (index === undefined) {
-        header = result as ResultSetHeader;
-        return;
-      }
-      if (index !== 0 || columns === undefined || killing !== undefined) return;
-      if (rows.length >= limits.maxRows) {
-        truncated = true;
-        stop(undefined);
-        return;
-      }
-      const row = columns.toRow(result as unknown[]);
-      bytes += columns.sizeOf(row);
-      if (bytes > limits.maxResponseBytes) {
-        stop(
-          limitError(
-            `the result is larger than ${limits.maxResponseBytes} bytes; use StreamExecute for large results`,
-            "SQLGATE_MAX_RESPONSE_BYTES",
-            limits.maxResponseBytes,
-            "use StreamExecute, or select fewer rows or columns",
-          ),
-        );
-        return;
-      }
-      rows.push(row);
-    });
-    command.on("error", (err: Error & { errno?: number; fatal?: boolean }) => {
-      // A fatal error (connection lost, protocol error) leaves the connection
-      // unusable: take it out of the pool rather than hand it to the next call.
-      if (err.fatal) conn.destroy();
-      if (killing !== undefined && err.errno === ER_QUERY_INTERRUPTED) {
-        settle(stopError);
-      } else {
-        settle(stopError ?? connectErrorFromMysql(err));
-      }
-    });
-    command.on("end", () => settle(stopError));
+        const row = columns.toRow(cells);
+        bytes += columns.sizeOf(row);
+        if (bytes > limits.maxResponseBytes) {
+          running?.stop(
+            limitExceeded(
+              `the result is larger than ${limits.maxResponseBytes} bytes; use StreamExecute for large results`,
+              "SQLGATE_MAX_RESPONSE_BYTES",
+              limits.maxResponseBytes,
+              "use StreamExecute, or select fewer rows or columns",
+            ),
+          );
+          return;
+        }
+        rows.push(row);
+      },
+      onEnd(error, header) {
+        if (error !== undefined) reject(error);
+        else
+          resolve({ fields: columns?.fields ?? [], rows, truncated, bytes, ...summaryOf(header) });
+      },
+    }).then((r) => {
+      running = r;
+    }, reject);
   });
+}
+
+/** One message of a streamed result. */
+export interface StreamedChunk {
+  /** Set on the first chunk of a result set. */
+  readonly fields: Field[] | undefined;
+  readonly rows: Row[];
+  /** Set on the last chunk. */
+  readonly summary: ReturnType<typeof summaryOf> | undefined;
+}
+
+export interface StreamLimits {
+  readonly timeoutMs: number;
+  /** Rows per chunk at most. */
+  readonly chunkRows: number;
+  /** Approximate encoded bytes per chunk at most. */
+  readonly chunkBytes: number;
+}
+
+/**
+ * Runs one statement and yields its result in chunks with backpressure: while
+ * a chunk waits for the consumer (the HTTP/2 stream's flow control), the MySQL
+ * connection is paused, so MySQL's socket, not the heap, absorbs a slow reader.
+ */
+export async function* streamStatement(
+  conn: PoolConnection,
+  killer: QueryKiller,
+  sql: string,
+  values: readonly unknown[],
+  limits: StreamLimits,
+  signal: AbortSignal | undefined,
+): AsyncGenerator<StreamedChunk> {
+  let fields: Field[] | undefined;
+  let columns: ResultColumns | undefined;
+  let pending: Row[] = [];
+  let pendingBytes = 0;
+  const ready: StreamedChunk[] = [];
+  let ended: { error: ConnectError | undefined; header: ResultSetHeader | undefined } | undefined;
+  let wake: (() => void) | undefined;
+  const notify = () => {
+    wake?.();
+    wake = undefined;
+  };
+  const flush = () => {
+    ready.push({ fields, rows: pending, summary: undefined });
+    fields = undefined;
+    pending = [];
+    pendingBytes = 0;
+  };
+
+  const running = await startStatement(conn, killer, sql, values, limits.timeoutMs, signal, {
+    onColumns(c) {
+      columns = c;
+      fields = c.fields;
+    },
+    onRow(cells) {
+      if (columns === undefined) return;
+      const row = columns.toRow(cells);
+      pending.push(row);
+      pendingBytes += columns.sizeOf(row);
+      if (pending.length >= limits.chunkRows || pendingBytes >= limits.chunkBytes) {
+        flush();
+        // One chunk waiting is enough: stop reading MySQL until it is taken.
+        conn.pause();
+        notify();
+      }
+    },
+    onEnd(error, header) {
+      ended = { error, header };
+      notify();
+    },
+  });
+
+  try {
+    for (;;) {
+      const chunk = ready.shift();
+      if (chunk !== undefined) {
+        conn.resume();
+        yield chunk;
+        continue;
+      }
+      if (ended !== undefined) {
+        if (ended.error !== undefined) throw ended.error;
+        yield { fields, rows: pending, summary: summaryOf(ended.header) };
+        return;
+      }
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+      });
+    }
+  } finally {
+    if (ended === undefined) {
+      // The consumer left early (client gone, error while sending): stop the
+      // statement and wait until the connection is idle before it is reused.
+      running.stop(new ConnectError("the stream was closed by its reader", Code.Canceled));
+      conn.resume();
+      while (ended === undefined) {
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+      }
+    }
+  }
 }

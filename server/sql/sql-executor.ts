@@ -1,11 +1,19 @@
 /**
- * Runs single statements from the pool: checks the text and parameters,
- * acquires a connection within the call's deadline, runs the statement with
- * the gateway's limits, and returns the connection.
+ * Runs statements for calls: checks the text and parameters, leases a
+ * connection (from the pool, or a transaction's) within the call's deadline,
+ * runs with the gateway's limits, and gives the connection back.
  */
-import type { Database, PoolConnection } from "../mysql/database.js";
-import { connectErrorFromMysql } from "../mysql/errors.js";
-import { executeStatement, type StatementResult } from "./execute-statement.js";
+
+import { ConnectError } from "@connectrpc/connect";
+import type { ConnectionSource, Lease } from "../mysql/connection-source.js";
+import { type Database, runControlStatement } from "../mysql/database.js";
+import { connectErrorFromMysql, isFatal } from "../mysql/errors.js";
+import {
+  executeStatement,
+  type StatementResult,
+  type StreamedChunk,
+  streamStatement,
+} from "./execute-statement.js";
 import { bindValues, type StatementParams } from "./params.js";
 import { parseSqlText } from "./sql-text.js";
 
@@ -22,7 +30,7 @@ export interface StatementInput extends StatementParams {
   readonly sql: string;
 }
 
-/** What a call adds to a statement: its options and its lifetime. */
+/** What a call adds to its statements: its options and its lifetime. */
 export interface CallOptions {
   /** Aborts when the caller goes away or the call's deadline passes. */
   readonly signal: AbortSignal | undefined;
@@ -32,7 +40,7 @@ export interface CallOptions {
   readonly timeoutMs: number;
   /** `options.max_rows` of the request; 0 when not given. */
   readonly maxRows: number;
-  /** Run inside START TRANSACTION READ ONLY. */
+  /** Run inside START TRANSACTION READ ONLY (not inside an open transaction). */
   readonly readOnly: boolean;
 }
 
@@ -42,51 +50,188 @@ export interface ExecutedStatement extends StatementResult {
 }
 
 export interface SqlExecutor {
-  execute(statement: StatementInput, call: CallOptions): Promise<ExecutedStatement>;
+  execute(
+    source: ConnectionSource,
+    statement: StatementInput,
+    call: CallOptions,
+  ): Promise<ExecutedStatement>;
+  /**
+   * Runs `statements` in order on one connection. With `atomic`, all of them
+   * or none: a transaction (a savepoint inside an open transaction) that is
+   * rolled back on the first error, whose detail names the statement's index.
+   */
+  batch(
+    source: ConnectionSource,
+    statements: readonly StatementInput[],
+    atomic: boolean,
+    call: CallOptions,
+  ): Promise<ExecutedStatement[]>;
+  /** Runs one statement and yields its result in chunks, with backpressure. */
+  stream(
+    source: ConnectionSource,
+    statement: StatementInput,
+    call: CallOptions,
+  ): AsyncGenerator<StreamedChunk>;
 }
 
+/** Streamed chunks hold at most this many rows or (roughly) bytes. */
+const chunkRows = 1000;
+const chunkBytes = 256 * 1024;
+const batchSavepoint = "sqlgate_batch";
+
 export function createSqlExecutor(db: Database, limits: ExecutorLimits): SqlExecutor {
-  return {
-    async execute(statement, call) {
-      const text = parseSqlText(statement.sql);
-      const values = bindValues(text, statement);
-      const timeoutMs = Math.min(
-        call.timeoutMs || Number.POSITIVE_INFINITY,
-        call.deadlineMs ?? limits.defaultTimeoutMs,
-        limits.maxTimeoutMs,
-      );
-      const statementLimits = {
+  const timeoutOf = (call: CallOptions) =>
+    Math.min(
+      call.timeoutMs || Number.POSITIVE_INFINITY,
+      call.deadlineMs ?? limits.defaultTimeoutMs,
+      limits.maxTimeoutMs,
+    );
+
+  /** Runs `fn` on a leased connection (read-only wrapped if asked) and gives it back. */
+  const withLease = async <T>(
+    source: ConnectionSource,
+    call: CallOptions,
+    timeoutMs: number,
+    fn: (lease: Lease) => Promise<T>,
+  ): Promise<T> => {
+    const lease = await source.lease(Math.min(limits.acquireTimeoutMs, timeoutMs));
+    const readOnly = call.readOnly && !lease.inTransaction;
+    let broken = false;
+    try {
+      if (readOnly) await runControlStatement(lease.conn, "START TRANSACTION READ ONLY");
+      const result = await fn(lease);
+      if (readOnly) await runControlStatement(lease.conn, "COMMIT");
+      return result;
+    } catch (err) {
+      broken = isFatal(err);
+      if (readOnly && !broken) {
+        await runControlStatement(lease.conn, "ROLLBACK").catch(() => {
+          broken = true;
+        });
+      }
+      throw err;
+    } finally {
+      lease.release(broken);
+    }
+  };
+
+  const run = async (
+    lease: Lease,
+    statement: BoundStatement,
+    call: CallOptions,
+    timeoutMs: number,
+    maxResponseBytes: number,
+  ): Promise<ExecutedStatement> => {
+    const started = performance.now();
+    const result = await executeStatement(
+      lease.conn,
+      db,
+      statement.sql,
+      statement.values,
+      {
         maxRows: Math.min(call.maxRows || limits.maxRows, limits.maxRows),
-        maxResponseBytes: limits.maxResponseBytes,
+        maxResponseBytes,
         timeoutMs,
-      };
-      const started = performance.now();
-      const conn = await db.acquire(Math.min(limits.acquireTimeoutMs, timeoutMs));
+      },
+      call.signal,
+    );
+    return { ...result, mysqlUs: Math.round((performance.now() - started) * 1000) };
+  };
+
+  return {
+    execute(source, input, call) {
+      const statement = bindStatement(input);
+      const timeoutMs = timeoutOf(call);
+      return withLease(source, call, timeoutMs, (lease) =>
+        run(lease, statement, call, timeoutMs, limits.maxResponseBytes),
+      );
+    },
+
+    batch(source, inputs, atomic, call) {
+      const statements = inputs.map((input, index) => {
+        try {
+          return bindStatement(input);
+        } catch (err) {
+          throw withStatementIndex(err, index);
+        }
+      });
+      const timeoutMs = timeoutOf(call);
+      const started = Date.now();
+      return withLease(source, call, timeoutMs, async (lease) => {
+        const [begin, commit, rollback] = lease.inTransaction
+          ? [
+              `SAVEPOINT ${batchSavepoint}`,
+              `RELEASE SAVEPOINT ${batchSavepoint}`,
+              `ROLLBACK TO SAVEPOINT ${batchSavepoint}`,
+            ]
+          : ["START TRANSACTION", "COMMIT", "ROLLBACK"];
+        if (atomic) await runControlStatement(lease.conn, begin);
+        const results: ExecutedStatement[] = [];
+        let budget = limits.maxResponseBytes;
+        for (const [index, statement] of statements.entries()) {
+          try {
+            const left = Math.max(1, timeoutMs - (Date.now() - started));
+            const result = await run(lease, statement, call, left, budget);
+            budget -= result.bytes;
+            results.push(result);
+          } catch (err) {
+            if (atomic && !isFatal(err)) await runControlStatement(lease.conn, rollback);
+            throw withStatementIndex(err, index);
+          }
+        }
+        if (atomic) await runControlStatement(lease.conn, commit);
+        return results;
+      });
+    },
+
+    async *stream(source, input, call) {
+      const { sql, values } = bindStatement(input);
+      const timeoutMs = timeoutOf(call);
+      const lease = await source.lease(Math.min(limits.acquireTimeoutMs, timeoutMs));
+      let broken = false;
       try {
-        if (call.readOnly) await runOnConnection(conn, "START TRANSACTION READ ONLY");
-        const result = await executeStatement(
-          conn,
+        yield* streamStatement(
+          lease.conn,
           db,
-          text.sql,
+          sql,
           values,
-          statementLimits,
+          { timeoutMs, chunkRows, chunkBytes },
           call.signal,
         );
-        if (call.readOnly) await runOnConnection(conn, "COMMIT");
-        return { ...result, mysqlUs: Math.round((performance.now() - started) * 1000) };
       } catch (err) {
-        if (call.readOnly) await runOnConnection(conn, "ROLLBACK").catch(() => conn.destroy());
+        broken = isFatal(err);
         throw err;
       } finally {
-        conn.release();
+        lease.release(broken);
       }
     },
   };
 }
 
-/** Runs a fixed control statement (no parameters, no result) on `conn`. */
-function runOnConnection(conn: PoolConnection, sql: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    conn.query(sql, (err) => (err ? reject(connectErrorFromMysql(err)) : resolve()));
-  });
+/** A statement checked and ready to run: one statement, parameters bound. */
+interface BoundStatement {
+  readonly sql: string;
+  readonly values: unknown[];
+}
+
+/** Checks `input` before any connection is taken for it. */
+function bindStatement(input: StatementInput): BoundStatement {
+  const text = parseSqlText(input.sql);
+  return { sql: text.sql, values: bindValues(text, input) };
+}
+
+/** `err` with its message and SqlError detail naming the batch statement that failed. */
+function withStatementIndex(err: unknown, index: number): ConnectError {
+  const cause = err instanceof ConnectError ? err.cause : err;
+  if (cause instanceof Error && "errno" in cause) return connectErrorFromMysql(cause, index);
+  const original = connectErrorFromMysql(err);
+  const indexed = new ConnectError(
+    `statement ${index}: ${original.rawMessage}`,
+    original.code,
+    original.metadata,
+    undefined,
+    original.cause,
+  );
+  indexed.details.push(...original.details);
+  return indexed;
 }
