@@ -220,11 +220,19 @@ export function limitExceeded(
   ]);
 }
 
+/** Server errors after which the server has closed the connection. */
+const connectionEndingErrnos: ReadonlySet<number> = new Set([
+  1927, // ER_CONNECTION_KILLED (MariaDB)
+  1053, // ER_SERVER_SHUTDOWN
+]);
+
 /**
- * Whether `err` broke its connection (mysql2 marks such errors `fatal`): the
- * connection must be destroyed, never reused.
+ * Whether `err` broke its connection (mysql2 marks such errors `fatal`; a few
+ * server errors close it too): the connection must be destroyed, never reused.
  */
 export function isFatal(err: unknown): boolean {
-  const cause = err instanceof ConnectError ? err.cause : err;
-  return (cause as { fatal?: unknown } | undefined)?.fatal === true;
+  const cause = (err instanceof ConnectError ? err.cause : err) as
+    | { fatal?: unknown; errno?: unknown }
+    | undefined;
+  return cause?.fatal === true || connectionEndingErrnos.has(cause?.errno as number);
 }
