@@ -32,6 +32,8 @@ const child = spawn(
     env: { ...process.env, SQLGATE_TEST_MYSQL_URL: mysql.url },
   },
 );
+// Interrupted (Ctrl-C, CI timeout): stop the tests, then the server below.
+for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => child.kill(signal));
 const code: number = await new Promise((resolve) => child.once("exit", (c) => resolve(c ?? 1)));
 await mysql.stop();
 rmSync(dataDir, { recursive: true, force: true });

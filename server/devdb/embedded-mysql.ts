@@ -176,8 +176,9 @@ export async function startEmbeddedMysql(options: EmbeddedMysqlOptions): Promise
   const pidFile = path.join(dir, "mysqld.pid");
   const errorLog = path.join(dir, "mysqld.err");
   const socketPath = socketPathFor(dir);
+  const filesDir = path.join(dir, "files");
   const database = options.database ?? "sqlgate";
-  mkdirSync(dir, { recursive: true });
+  mkdirSync(filesDir, { recursive: true });
   await stopLeftover(pidFile, log);
   if (!existsSync(path.join(dataDir, "mysql"))) await initialise(server, dataDir, log);
 
@@ -195,6 +196,9 @@ export async function startEmbeddedMysql(options: EmbeddedMysqlOptions): Promise
       `--log-error=${errorLog}`,
       "--skip-name-resolve",
       "--local-infile=1",
+      // Server-side file access (LOAD DATA INFILE, SELECT ... INTO OUTFILE,
+      // LOAD_FILE()) is confined to an empty private directory.
+      `--secure-file-priv=${filesDir}`,
       "--character-set-server=utf8mb4",
       "--collation-server=utf8mb4_general_ci",
       "--max-connections=2000",
