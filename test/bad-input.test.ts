@@ -8,11 +8,11 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { RowDataPacket } from "mysql2/promise";
-import { DatabaseService, ExecuteRequestSchema } from "../gen/sqlgate/v1/database_pb.js";
+import { ExecuteRequestSchema } from "../gen/sqlgate/v1/database_pb.js";
 import { LimitExceededSchema, SqlErrorSchema } from "../gen/sqlgate/v1/value_pb.js";
+import { databaseClient } from "./support/clients.js";
 import { startGateway, type TestGateway } from "./support/gateway.js";
 import { createTestDatabase } from "./support/mysql.js";
 
@@ -26,10 +26,7 @@ async function setup(t: TestContext, env: Record<string, string> = {}) {
   const db = await createTestDatabase(t);
   await db.admin.query("CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT)");
   const gateway = await startGateway(t, db.url, { env });
-  const client = createClient(
-    DatabaseService,
-    createConnectTransport({ baseUrl: gateway.baseUrl, httpVersion: "1.1" }),
-  );
+  const client = databaseClient(gateway.baseUrl, "1.1");
   /** Rows in `t`, read directly from MySQL. */
   const rowCount = async (): Promise<number> => {
     const [rows] = await db.admin.query<RowDataPacket[]>("SELECT COUNT(*) AS n FROM t");

@@ -5,10 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
-import { DatabaseService } from "../gen/sqlgate/v1/database_pb.js";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { SqlErrorSchema } from "../gen/sqlgate/v1/value_pb.js";
+import { databaseClient } from "./support/clients.js";
 import { startGateway } from "./support/gateway.js";
 import { createTestDatabase } from "./support/mysql.js";
 
@@ -16,10 +15,7 @@ async function setup(t: Parameters<typeof createTestDatabase>[0]) {
   const db = await createTestDatabase(t);
   await db.admin.query("CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(20))");
   const gateway = await startGateway(t, db.url);
-  const client = createClient(
-    DatabaseService,
-    createConnectTransport({ baseUrl: gateway.baseUrl, httpVersion: "1.1" }),
-  );
+  const client = databaseClient(gateway.baseUrl, "1.1");
   const ids = async () => {
     const [rows] = await db.admin.query("SELECT id FROM items ORDER BY id");
     return (rows as { id: number }[]).map((r) => r.id);

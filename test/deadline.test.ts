@@ -4,36 +4,15 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
-import { DatabaseService } from "../gen/sqlgate/v1/database_pb.js";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { databaseClient } from "./support/clients.js";
 import { startGateway } from "./support/gateway.js";
-import { createTestDatabase } from "./support/mysql.js";
-
-/** Polls PROCESSLIST until no statement matches `marker`; resolves with the time it took. */
-async function waitUntilGone(
-  admin: Awaited<ReturnType<typeof createTestDatabase>>["admin"],
-  marker: string,
-) {
-  const started = Date.now();
-  for (;;) {
-    const [rows] = await admin.query(
-      "SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE INFO LIKE ? AND INFO NOT LIKE '%PROCESSLIST%'",
-      [`%${marker}%`],
-    );
-    if (Number((rows as { n: number }[])[0]?.n) === 0) return Date.now() - started;
-    if (Date.now() - started > 5000) assert.fail(`${marker} still runs on MySQL`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+import { createTestDatabase, waitUntilGone } from "./support/mysql.js";
 
 test("a deadline kills the statement on MySQL and answers deadline_exceeded", async (t) => {
   const db = await createTestDatabase(t);
   const gateway = await startGateway(t, db.url, { env: { SQLGATE_POOL_SIZE: "1" } });
-  const client = createClient(
-    DatabaseService,
-    createConnectTransport({ baseUrl: gateway.baseUrl, httpVersion: "2" }),
-  );
+  const client = databaseClient(gateway.baseUrl);
   const started = Date.now();
   await assert.rejects(
     client.execute({ sql: "SELECT SLEEP(30) AS deadline_marker" }, { timeoutMs: 200 }),
@@ -53,10 +32,7 @@ test("a deadline kills the statement on MySQL and answers deadline_exceeded", as
 test("options.timeoutMs bounds the statement the same way", async (t) => {
   const db = await createTestDatabase(t);
   const gateway = await startGateway(t, db.url);
-  const client = createClient(
-    DatabaseService,
-    createConnectTransport({ baseUrl: gateway.baseUrl, httpVersion: "1.1" }),
-  );
+  const client = databaseClient(gateway.baseUrl, "1.1");
   await assert.rejects(
     client.execute({ sql: "SELECT SLEEP(30) AS option_marker", options: { timeoutMs: 200 } }),
     (err) => err instanceof ConnectError && err.code === Code.DeadlineExceeded,
@@ -67,10 +43,7 @@ test("options.timeoutMs bounds the statement the same way", async (t) => {
 test("a client that goes away gets its statement killed", async (t) => {
   const db = await createTestDatabase(t);
   const gateway = await startGateway(t, db.url, { env: { SQLGATE_POOL_SIZE: "1" } });
-  const client = createClient(
-    DatabaseService,
-    createConnectTransport({ baseUrl: gateway.baseUrl, httpVersion: "2" }),
-  );
+  const client = databaseClient(gateway.baseUrl);
   const abort = new AbortController();
   const call = client.execute(
     { sql: "SELECT SLEEP(30) AS abort_marker" },

@@ -9,24 +9,21 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import net from "node:net";
 import { describe, test } from "node:test";
-import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
+import { Code, ConnectError } from "@connectrpc/connect";
 import mysql from "mysql2";
 import type { RowDataPacket } from "mysql2/promise";
-import { DatabaseService } from "../gen/sqlgate/v1/database_pb.js";
 import { SqlErrorSchema } from "../gen/sqlgate/v1/value_pb.js";
 import {
   codeFromMysql,
   connectErrorFromMysql,
   type MysqlLikeError,
 } from "../server/mysql/errors.js";
+import { databaseClient } from "./support/clients.js";
 import { startGateway } from "./support/gateway.js";
 import { connectDirect, createTestDatabase, serverUrl, withDatabase } from "./support/mysql.js";
 
 type TestContext = { after(fn: () => unknown): void };
-function clientFor(baseUrl: string): Client<typeof DatabaseService> {
-  return createClient(DatabaseService, createConnectTransport({ baseUrl, httpVersion: "1.1" }));
-}
+const clientFor = (baseUrl: string) => databaseClient(baseUrl, "1.1");
 
 /** A gateway on a fresh database, after running `schema` there directly. */
 async function setup(t: TestContext, ...schema: string[]) {

@@ -7,10 +7,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
-import { DatabaseService } from "../gen/sqlgate/v1/database_pb.js";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { startEmbeddedMysql } from "../server/devdb/embedded-mysql.js";
+import { databaseClient } from "./support/clients.js";
 import { startGateway } from "./support/gateway.js";
 
 test("MySQL down: unavailable and not ready; back up: the gateway recovers", async (t) => {
@@ -19,10 +18,7 @@ test("MySQL down: unavailable and not ready; back up: the gateway recovers", asy
   let mysql = await startEmbeddedMysql({ dataDir });
   t.after(() => mysql.stop());
   const gateway = await startGateway(t, mysql.url);
-  const client = createClient(
-    DatabaseService,
-    createConnectTransport({ baseUrl: gateway.baseUrl, httpVersion: "2" }),
-  );
+  const client = databaseClient(gateway.baseUrl);
   const ready = async () => (await fetch(`${gateway.baseUrl}/readyz`)).status;
 
   const first = await client.execute({ sql: "SELECT 1" });

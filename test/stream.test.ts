@@ -12,19 +12,9 @@ import {
 } from "@connectrpc/connect-node";
 import { DatabaseService } from "../gen/sqlgate/v1/database_pb.js";
 import { ColumnType } from "../gen/sqlgate/v1/value_pb.js";
+import { databaseClient } from "./support/clients.js";
 import { startGateway } from "./support/gateway.js";
-import { createTestDatabase } from "./support/mysql.js";
-
-async function processlistCount(
-  admin: Awaited<ReturnType<typeof createTestDatabase>>["admin"],
-  marker: string,
-) {
-  const [rows] = await admin.query(
-    "SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE INFO LIKE ? AND INFO NOT LIKE '%PROCESSLIST%'",
-    [`%${marker}%`],
-  );
-  return Number((rows as { n: number }[])[0]?.n);
-}
+import { createTestDatabase, runningStatements } from "./support/mysql.js";
 
 test("100,000 rows arrive complete and in order over Connect, gRPC and gRPC-Web", async (t) => {
   const db = await createTestDatabase(t);
@@ -76,10 +66,7 @@ test("DML through StreamExecute reports rows affected in its last message", asyn
   const db = await createTestDatabase(t);
   await db.admin.query("CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v INT)");
   const gateway = await startGateway(t, db.url);
-  const client = createClient(
-    DatabaseService,
-    createConnectTransport({ baseUrl: gateway.baseUrl, httpVersion: "2" }),
-  );
+  const client = databaseClient(gateway.baseUrl);
   const messages = [];
   for await (const m of client.streamExecute({
     sql: "INSERT INTO t (v) SELECT seq FROM seq_1_to_5",
@@ -93,10 +80,7 @@ test("DML through StreamExecute reports rows affected in its last message", asyn
 test("a stalled reader stalls MySQL, not the gateway's heap", async (t) => {
   const db = await createTestDatabase(t);
   const gateway = await startGateway(t, db.url);
-  const client = createClient(
-    DatabaseService,
-    createConnectTransport({ baseUrl: gateway.baseUrl, httpVersion: "2" }),
-  );
+  const client = databaseClient(gateway.baseUrl);
   const abort = new AbortController();
   const stream = client
     .streamExecute(
@@ -112,14 +96,18 @@ test("a stalled reader stalls MySQL, not the gateway's heap", async (t) => {
   await new Promise((r) => setTimeout(r, 2000));
   const grownMb = (process.memoryUsage().heapUsed - heapBefore) / 1e6;
   assert.ok(grownMb < 100, `heap grew by ${grownMb.toFixed(1)} MB while the reader stalled`);
-  assert.equal(await processlistCount(db.admin, "stall_marker"), 1, "the statement waits on MySQL");
+  assert.equal(
+    await runningStatements(db.admin, "stall_marker"),
+    1,
+    "the statement waits on MySQL",
+  );
   // Reading resumes where it stopped.
   const second = await stream.next();
   assert.equal(second.done, false);
   abort.abort();
   await stream.return?.();
   const until = Date.now() + 3000;
-  while ((await processlistCount(db.admin, "stall_marker")) > 0) {
+  while ((await runningStatements(db.admin, "stall_marker")) > 0) {
     assert.ok(Date.now() < until, "the abandoned statement was killed");
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -128,10 +116,7 @@ test("a stalled reader stalls MySQL, not the gateway's heap", async (t) => {
 test("a stream's deadline kills its statement", async (t) => {
   const db = await createTestDatabase(t);
   const gateway = await startGateway(t, db.url);
-  const client = createClient(
-    DatabaseService,
-    createConnectTransport({ baseUrl: gateway.baseUrl, httpVersion: "2" }),
-  );
+  const client = databaseClient(gateway.baseUrl);
   const started = Date.now();
   await assert.rejects(
     (async () => {
@@ -146,7 +131,7 @@ test("a stream's deadline kills its statement", async (t) => {
   );
   assert.ok(Date.now() - started < 1500);
   const until = Date.now() + 1000;
-  while ((await processlistCount(db.admin, "stream_deadline_marker")) > 0) {
+  while ((await runningStatements(db.admin, "stream_deadline_marker")) > 0) {
     assert.ok(Date.now() < until, "the statement was killed within a second");
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -156,10 +141,7 @@ test("a stream inside a transaction sees its uncommitted writes", async (t) => {
   const db = await createTestDatabase(t);
   await db.admin.query("CREATE TABLE t (id INT PRIMARY KEY)");
   const gateway = await startGateway(t, db.url);
-  const client = createClient(
-    DatabaseService,
-    createConnectTransport({ baseUrl: gateway.baseUrl, httpVersion: "2" }),
-  );
+  const client = databaseClient(gateway.baseUrl);
   const { session } = await client.beginTransaction({});
   await client.execute({ sql: "INSERT INTO t SELECT seq FROM seq_1_to_3000", session });
   let rows = 0;

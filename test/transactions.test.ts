@@ -5,9 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
-import { DatabaseService, IsolationLevel } from "../gen/sqlgate/v1/database_pb.js";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { IsolationLevel } from "../gen/sqlgate/v1/database_pb.js";
+import { databaseClient } from "./support/clients.js";
 import { startGateway, type TestGatewayOptions } from "./support/gateway.js";
 import { createTestDatabase } from "./support/mysql.js";
 
@@ -20,10 +20,7 @@ async function setup(
   const db = await createTestDatabase(t);
   await db.admin.query("CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(20)) ENGINE=InnoDB");
   const gateway = await startGateway(t, db.url, options);
-  const client = createClient(
-    DatabaseService,
-    createConnectTransport({ baseUrl: gateway.baseUrl, httpVersion: "2" }),
-  );
+  const client = databaseClient(gateway.baseUrl);
   const count = async () => {
     const [rows] = await db.admin.query("SELECT COUNT(*) AS n FROM items");
     return Number((rows as { n: number }[])[0]?.n);
@@ -194,12 +191,10 @@ describe("bad tokens never reach a connection", () => {
       env: { ...env, SQLGATE_NODE_URL: "http://replica-b:8080" },
     });
     const twin = await startGateway(t, db.url, { env }); // same name and key as a, other process
-    const connect = (baseUrl: string) =>
-      createClient(DatabaseService, createConnectTransport({ baseUrl, httpVersion: "2" }));
     const [clientA, clientB, clientTwin] = [
-      connect(a.baseUrl),
-      connect(b.baseUrl),
-      connect(twin.baseUrl),
+      databaseClient(a.baseUrl),
+      databaseClient(b.baseUrl),
+      databaseClient(twin.baseUrl),
     ];
     const { session } = await clientA.beginTransaction({});
 

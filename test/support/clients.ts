@@ -178,3 +178,8 @@ export function allClients(baseUrl: string, port: number): ExecuteClient[] {
     viaBufCurl(baseUrl),
   ];
 }
+
+/** A typed DatabaseService client over connect-node's Connect transport. */
+export function databaseClient(baseUrl: string, httpVersion: "1.1" | "2" = "2") {
+  return createClient(DatabaseService, createConnectTransport({ baseUrl, httpVersion }));
+}

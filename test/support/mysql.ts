@@ -52,3 +52,27 @@ export async function createTestDatabase(
   });
   return { url: withDatabase(serverUrl(), name), name, admin };
 }
+
+/** How many statements containing `marker` are running on the server. */
+export async function runningStatements(admin: mysql.Connection, marker: string): Promise<number> {
+  const [rows] = await admin.query(
+    "SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE INFO LIKE ? AND INFO NOT LIKE '%PROCESSLIST%'",
+    [`%${marker}%`],
+  );
+  return Number((rows as { n: number }[])[0]?.n);
+}
+
+/** Waits until no statement containing `marker` runs; fails after `withinMs`. Resolves with the wait. */
+export async function waitUntilGone(
+  admin: mysql.Connection,
+  marker: string,
+  withinMs = 5000,
+): Promise<number> {
+  const started = Date.now();
+  while ((await runningStatements(admin, marker)) > 0) {
+    if (Date.now() - started > withinMs)
+      throw new Error(`${marker} still runs on MySQL after ${withinMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return Date.now() - started;
+}
