@@ -101,10 +101,11 @@ describe("transactions", () => {
   });
 
   test("a call keeps a transaction alive; a read-only one refuses writes", async (t) => {
-    const { client } = await setup(t, { env: { SQLGATE_TRANSACTION_IDLE_TIMEOUT_MS: "400" } });
+    const { client } = await setup(t, { env: { SQLGATE_TRANSACTION_IDLE_TIMEOUT_MS: "1500" } });
     const { session } = await client.beginTransaction({ readOnly: true });
-    for (let i = 0; i < 4; i++) {
-      await new Promise((r) => setTimeout(r, 200));
+    // Calls 300 ms apart for longer than the idle timeout keep it open.
+    for (let i = 0; i < 7; i++) {
+      await new Promise((r) => setTimeout(r, 300));
       await client.execute({ sql: "SELECT 1", session });
     }
     await assert.rejects(client.execute(insert(1, session)), expectCode(Code.PermissionDenied));
