@@ -13,27 +13,20 @@
  * "--cpu-prof --cpu-prof-dir=/tmp/prof"). Prints a markdown table and writes it
  * to bench/out/point-query.md.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { createClient } from "@connectrpc/connect";
-import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import mysql from "mysql2/promise";
-import { DatabaseService } from "../gen/sqlgate/v1/database_pb.js";
-import { startEmbeddedMysql } from "../server/devdb/embedded-mysql.js";
 import { startGatewayProcess } from "./support/gateway-process.js";
+import {
+  gatewayClient,
+  log,
+  machineLine,
+  onCleanup,
+  runBenchmark,
+  setting,
+  startBenchDatabase,
+  writeReport,
+} from "./support/harness.js";
 import { type LoadResult, median, percentile, runLoad } from "./support/load.js";
 import { ownCpuMicros, processCpuMicros } from "./support/proc-cpu.js";
-
-function setting(name: string, fallback: number, min = Number.MIN_VALUE): number {
-  const text = process.env[name];
-  if (text === undefined || text === "") return fallback;
-  const value = Number(text);
-  if (!(value >= min))
-    throw new Error(`${name}=${JSON.stringify(text)}: expected a number >= ${min}`);
-  return value;
-}
 
 const seconds = setting("BENCH_SECONDS", 5);
 const runs = Math.round(setting("BENCH_RUNS", 3));
@@ -45,7 +38,6 @@ const callersList = (process.env.BENCH_CALLERS || "1,64").split(",").map(Number)
 const gatewayNodeArgs = (process.env.BENCH_GATEWAY_NODE_ARGS ?? "").split(" ").filter(Boolean);
 const sql = "SELECT id, name, price, created FROM bench_items WHERE id = ?";
 const randomId = () => 1 + Math.floor(Math.random() * rowCount);
-const log = (message: string) => process.stderr.write(`bench: ${message}\n`);
 
 interface Target {
   readonly name: string;
@@ -62,42 +54,15 @@ interface Sample {
   readonly mysqlCpu: number;
 }
 
-/** Cleanup steps, run last-in first-out once, on success, failure or a signal. */
-const cleanups: (() => Promise<void>)[] = [];
-let cleaning: Promise<void> | undefined;
-function cleanUp(): Promise<void> {
-  cleaning ??= (async () => {
-    for (const step of cleanups.reverse()) {
-      try {
-        await step();
-      } catch (err) {
-        log(`cleanup: ${String(err)}`);
-      }
-    }
-  })();
-  return cleaning;
-}
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.once(signal, () => void cleanUp().finally(() => process.exit(130)));
-}
-
 async function main(): Promise<void> {
-  const dataDir = mkdtempSync(path.join(os.tmpdir(), "sqlgate-bench-"));
-  cleanups.push(async () => rmSync(dataDir, { recursive: true, force: true }));
-
-  log(`starting MariaDB in ${dataDir}`);
-  const db = await startEmbeddedMysql({ dataDir, database: "bench" });
-  cleanups.push(() => db.stop());
-
+  const { db, dataDir, serverVersion } = await startBenchDatabase();
   const direct = mysql.createPool({
     socketPath: db.socketPath,
     user: "root",
     database: db.database,
     connectionLimit: poolSize,
   });
-  cleanups.push(() => direct.end());
-  const [versionRows] = await direct.query<mysql.RowDataPacket[]>("SELECT VERSION() AS v");
-  const serverVersion = String(versionRows[0]?.v);
+  onCleanup(() => direct.end());
 
   log(`loading ${rowCount} rows into bench_items`);
   await direct.query(
@@ -124,18 +89,8 @@ async function main(): Promise<void> {
     dataDir,
     nodeArgs: gatewayNodeArgs,
   });
-  cleanups.push(() => gateway.stop());
-  const sessionManager = new Http2SessionManager(gateway.baseUrl);
-  cleanups.push(async () => sessionManager.abort());
-  const client = createClient(
-    DatabaseService,
-    createConnectTransport({
-      baseUrl: gateway.baseUrl,
-      httpVersion: "2",
-      useBinaryFormat: true,
-      sessionManager,
-    }),
-  );
+  onCleanup(() => gateway.stop());
+  const client = gatewayClient(gateway.baseUrl);
 
   const targets: Target[] = [
     { name: "direct mysql2", op: () => direct.execute(sql, [randomId()]) },
@@ -207,12 +162,7 @@ async function main(): Promise<void> {
   }
 
   const [directTarget, gatewayTarget] = targets as [Target, Target];
-  const table = report(samples, key, directTarget, gatewayTarget, serverVersion);
-  process.stdout.write(table);
-  const outDir = fileURLToPath(new URL("../../bench/out/", import.meta.url));
-  mkdirSync(outDir, { recursive: true });
-  writeFileSync(path.join(outDir, "point-query.md"), table);
-  log(`written to ${path.join(outDir, "point-query.md")}`);
+  writeReport("point-query.md", report(samples, key, directTarget, gatewayTarget, serverVersion));
 }
 
 function report(
@@ -231,8 +181,7 @@ function report(
   const lines = [
     `## Point query (primary-key lookup), ${new Date().toISOString()}`,
     "",
-    `Node ${process.version}, MariaDB ${serverVersion}, ${os.cpus().length} cores, ` +
-      `load average ${os.loadavg()[0]?.toFixed(2)}; pool ${poolSize} both ways; ${rowCount} rows; ` +
+    `${machineLine(serverVersion)}; pool ${poolSize} both ways; ${rowCount} rows; ` +
       `warm-up ${warmupCalls} calls (at most ${warmupSeconds} s) per path, then ${runs} run(s) ` +
       `of ${seconds} s per configuration, direct and gateway alternating; medians of the runs.`,
     "",
@@ -288,11 +237,4 @@ function report(
   return lines.join("\n");
 }
 
-try {
-  await main();
-} catch (err) {
-  log(`failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-  process.exitCode = 1;
-} finally {
-  await cleanUp();
-}
+await runBenchmark(main);
