@@ -60,6 +60,9 @@ function responseOf(result: ExecutedStatement, started: number): ExecuteResponse
   });
 }
 
+/** The field number of StreamExecuteResponse.rows. */
+const streamRowsField = StreamExecuteResponseSchema.field.rows.number;
+
 const isolationSql: Record<IsolationLevel, SqlIsolationLevel | undefined> = {
   [IsolationLevel.UNSPECIFIED]: undefined,
   [IsolationLevel.READ_UNCOMMITTED]: "READ UNCOMMITTED",
@@ -98,8 +101,16 @@ export const databaseService: ServiceImpl<typeof DatabaseService> = {
     const started = performance.now();
     const core = coreFrom(ctx.values);
     const source = sourceFor(core, req.session, req.options);
-    for await (const chunk of core.sql.stream(source, req, callOptions(req.options, ctx))) {
-      yield create(StreamExecuteResponseSchema, {
+    // Binary responses carry rows pre-encoded (see sql/row-wire.ts); JSON cannot.
+    const binary = !(ctx.requestHeader.get("content-type") ?? "").includes("json");
+    const wireRowsField = binary ? streamRowsField : undefined;
+    for await (const chunk of core.sql.stream(
+      source,
+      req,
+      callOptions(req.options, ctx),
+      wireRowsField,
+    )) {
+      const message = create(StreamExecuteResponseSchema, {
         fields: chunk.fields ?? [],
         rows: chunk.rows,
         ...(chunk.summary === undefined
@@ -111,6 +122,9 @@ export const databaseService: ServiceImpl<typeof DatabaseService> = {
               timing: { serverUs: microsSince(started) },
             }),
       });
+      // create() does not copy `$unknown` from its init.
+      if (chunk.wireRows !== undefined) message.$unknown = [chunk.wireRows];
+      yield message;
     }
   },
 

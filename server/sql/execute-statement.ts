@@ -8,11 +8,20 @@
  * only after the KILL has completed, so that it can never hit the next
  * statement on that connection.
  */
+import type { UnknownField } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { PoolConnection } from "mysql2";
 import type { Field, Row } from "../../gen/sqlgate/v1/value_pb.js";
 import { connectErrorFromMysql, limitExceeded } from "../mysql/errors.js";
-import { describeColumns, type MysqlField, type ResultColumns } from "./result-columns.js";
+import {
+  describeColumns,
+  type Kind,
+  type MysqlField,
+  type ResultColumns,
+  rowFromKinds,
+  sizeOfKinds,
+} from "./result-columns.js";
+import { RowWireWriter } from "./row-wire.js";
 
 export interface StatementLimits {
   /** Rows kept; past this the result is cut and marked truncated. */
@@ -230,8 +239,8 @@ export function executeStatement(
           running?.stop(undefined);
           return;
         }
-        const row = columns.toRow(cells);
-        bytes += columns.sizeOf(row);
+        const kinds = columns.kindsOf(cells);
+        bytes += sizeOfKinds(kinds);
         if (bytes > limits.maxResponseBytes) {
           running?.stop(
             limitExceeded(
@@ -243,7 +252,7 @@ export function executeStatement(
           );
           return;
         }
-        rows.push(row);
+        rows.push(rowFromKinds(kinds));
       },
       onEnd(error, header) {
         if (error !== undefined) reject(error);
@@ -260,7 +269,10 @@ export function executeStatement(
 export interface StreamedChunk {
   /** Set on the first chunk of a result set. */
   readonly fields: Field[] | undefined;
+  /** The chunk's rows as messages (JSON responses). */
   readonly rows: Row[];
+  /** The chunk's rows in wire form, as an unknown `rows` field (binary responses). */
+  readonly wireRows: UnknownField | undefined;
   /** Set on the last chunk. */
   readonly summary: ReturnType<typeof summaryOf> | undefined;
 }
@@ -271,6 +283,30 @@ export interface StreamLimits {
   readonly chunkRows: number;
   /** Approximate encoded bytes per chunk at most. */
   readonly chunkBytes: number;
+  /** Write rows in wire form for this field number (see row-wire.ts); undefined: messages. */
+  readonly wireRowsField: number | undefined;
+}
+
+/** Collects a chunk's rows, as messages or in wire form. */
+function createRowBuffer(wireRowsField: number | undefined) {
+  const wire = wireRowsField === undefined ? undefined : new RowWireWriter(wireRowsField);
+  let rows: Row[] = [];
+  return {
+    add(kinds: Kind[]) {
+      if (wire === undefined) rows.push(rowFromKinds(kinds));
+      else wire.add(kinds);
+    },
+    get count() {
+      return wire === undefined ? rows.length : wire.rows;
+    },
+    take(): Pick<StreamedChunk, "rows" | "wireRows"> {
+      if (wire !== undefined)
+        return { rows: [], wireRows: wire.rows > 0 ? wire.take() : undefined };
+      const taken = rows;
+      rows = [];
+      return { rows: taken, wireRows: undefined };
+    },
+  };
 }
 
 /**
@@ -288,7 +324,7 @@ export async function* streamStatement(
 ): AsyncGenerator<StreamedChunk> {
   let fields: Field[] | undefined;
   let columns: ResultColumns | undefined;
-  let pending: Row[] = [];
+  const pending = createRowBuffer(limits.wireRowsField);
   let pendingBytes = 0;
   const ready: StreamedChunk[] = [];
   let ended: { error: ConnectError | undefined; header: ResultSetHeader | undefined } | undefined;
@@ -297,11 +333,11 @@ export async function* streamStatement(
     wake?.();
     wake = undefined;
   };
-  const flush = () => {
-    ready.push({ fields, rows: pending, summary: undefined });
+  const take = (summary: StreamedChunk["summary"]): StreamedChunk => {
+    const chunk = { fields, ...pending.take(), summary };
     fields = undefined;
-    pending = [];
     pendingBytes = 0;
+    return chunk;
   };
 
   const running = await startStatement(conn, killer, sql, values, limits.timeoutMs, signal, {
@@ -311,11 +347,11 @@ export async function* streamStatement(
     },
     onRow(cells) {
       if (columns === undefined) return;
-      const row = columns.toRow(cells);
-      pending.push(row);
-      pendingBytes += columns.sizeOf(row);
-      if (pending.length >= limits.chunkRows || pendingBytes >= limits.chunkBytes) {
-        flush();
+      const kinds = columns.kindsOf(cells);
+      pending.add(kinds);
+      pendingBytes += sizeOfKinds(kinds);
+      if (pending.count >= limits.chunkRows || pendingBytes >= limits.chunkBytes) {
+        ready.push(take(undefined));
         // One chunk waiting is enough: stop reading MySQL until it is taken.
         conn.pause();
         notify();
@@ -337,7 +373,7 @@ export async function* streamStatement(
       }
       if (ended !== undefined) {
         if (ended.error !== undefined) throw ended.error;
-        yield { fields, rows: pending, summary: summaryOf(ended.header) };
+        yield take(summaryOf(ended.header));
         return;
       }
       await new Promise<void>((resolve) => {

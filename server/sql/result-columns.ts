@@ -70,16 +70,14 @@ export interface MysqlField {
   readonly extendedFormat?: string;
 }
 
-type Kind = Value["kind"];
+export type Kind = Value["kind"];
 /** Converts one non-NULL cell as mysql2 delivers it. */
 type CellConverter = (cell: unknown) => Kind;
 
 export interface ResultColumns {
   readonly fields: Field[];
-  /** Converts one mysql2 row (an array, as with rowsAsArray) into a proto Row. */
-  readonly toRow: (cells: readonly unknown[]) => Row;
-  /** Rough encoded size of a row in bytes, for response limits. */
-  readonly sizeOf: (row: Row) => number;
+  /** One mysql2 row (an array, as with rowsAsArray) as one Value kind per column. */
+  readonly kindsOf: (cells: readonly unknown[]) => Kind[];
 }
 
 const nullKind: Kind = { case: "nullValue", value: NullValue.NULL_VALUE };
@@ -95,25 +93,31 @@ export function describeColumns(mysqlFields: readonly MysqlField[]): ResultColum
   const fields = mysqlFields.map(fieldFromMysql);
   const converters = mysqlFields.map(converterFor);
   const count = converters.length;
-  const toRow = (cells: readonly unknown[]): Row => {
-    const values: Value[] = new Array(count);
+  const kindsOf = (cells: readonly unknown[]): Kind[] => {
+    const kinds: Kind[] = new Array(count);
     for (let i = 0; i < count; i++) {
       const cell = cells[i];
-      values[i] = {
-        $typeName: "sqlgate.v1.Value",
-        kind:
-          cell === null || cell === undefined ? nullKind : (converters[i] as CellConverter)(cell),
-      };
+      kinds[i] =
+        cell === null || cell === undefined ? nullKind : (converters[i] as CellConverter)(cell);
     }
-    return { $typeName: "sqlgate.v1.Row", values };
+    return kinds;
   };
-  return { fields, toRow, sizeOf: rowSize };
+  return { fields, kindsOf };
 }
 
-function rowSize(row: Row): number {
+/** A proto Row holding these values. */
+export function rowFromKinds(kinds: readonly Kind[]): Row {
+  return {
+    $typeName: "sqlgate.v1.Row",
+    values: kinds.map((kind) => ({ $typeName: "sqlgate.v1.Value", kind })),
+  };
+}
+
+/** Rough encoded size in bytes of a row with these values, for limits and chunking. */
+export function sizeOfKinds(kinds: readonly Kind[]): number {
   let size = 2;
-  for (const v of row.values) {
-    const value = v.kind.value;
+  for (const kind of kinds) {
+    const value = kind.value;
     size += 3;
     if (typeof value === "string") size += value.length;
     else if (value instanceof Uint8Array) size += value.byteLength;

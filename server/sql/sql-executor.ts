@@ -66,11 +66,15 @@ export interface SqlExecutor {
     atomic: boolean,
     call: CallOptions,
   ): Promise<ExecutedStatement[]>;
-  /** Runs one statement and yields its result in chunks, with backpressure. */
+  /**
+   * Runs one statement and yields its result in chunks, with backpressure.
+   * With `wireRowsField`, rows come in wire form for that field (see row-wire.ts).
+   */
   stream(
     source: ConnectionSource,
     statement: StatementInput,
     call: CallOptions,
+    wireRowsField: number | undefined,
   ): AsyncGenerator<StreamedChunk>;
 }
 
@@ -80,12 +84,16 @@ const chunkBytes = 256 * 1024;
 const batchSavepoint = "sqlgate_batch";
 
 export function createSqlExecutor(db: Database, limits: ExecutorLimits): SqlExecutor {
-  const timeoutOf = (call: CallOptions) =>
-    Math.min(
-      call.timeoutMs || Number.POSITIVE_INFINITY,
-      call.deadlineMs ?? limits.defaultTimeoutMs,
-      limits.maxTimeoutMs,
-    );
+  /**
+   * A statement's time limit: the tighter of `options.timeoutMs` and the
+   * call's deadline, the default when it has neither, never past the maximum.
+   */
+  const timeoutOf = (call: CallOptions): number => {
+    let ms = call.deadlineMs ?? Number.POSITIVE_INFINITY;
+    if (call.timeoutMs > 0) ms = Math.min(ms, call.timeoutMs);
+    if (ms === Number.POSITIVE_INFINITY) ms = limits.defaultTimeoutMs;
+    return Math.min(ms, limits.maxTimeoutMs);
+  };
 
   /** Runs `fn` on a leased connection (read-only wrapped if asked) and gives it back. */
   const withLease = async <T>(
@@ -184,7 +192,7 @@ export function createSqlExecutor(db: Database, limits: ExecutorLimits): SqlExec
       });
     },
 
-    async *stream(source, input, call) {
+    async *stream(source, input, call, wireRowsField) {
       const { sql, values } = bindStatement(input);
       const timeoutMs = timeoutOf(call);
       const lease = await source.lease(Math.min(limits.acquireTimeoutMs, timeoutMs));
@@ -195,7 +203,7 @@ export function createSqlExecutor(db: Database, limits: ExecutorLimits): SqlExec
           db,
           sql,
           values,
-          { timeoutMs, chunkRows, chunkBytes },
+          { timeoutMs, chunkRows, chunkBytes, wireRowsField },
           call.signal,
         );
       } catch (err) {
