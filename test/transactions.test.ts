@@ -112,6 +112,26 @@ describe("transactions", () => {
     await client.commitTransaction({ session });
   });
 
+  test("a transaction open past its maximum lifetime is rolled back, however busy", async (t) => {
+    const { client, count } = await setup(t, {
+      env: { SQLGATE_TRANSACTION_MAX_LIFETIME_MS: "800" },
+    });
+    const { session } = await client.beginTransaction({});
+    await client.execute(insert(1, session));
+    const until = Date.now() + 5000;
+    await assert.rejects(
+      async () => {
+        for (;;) {
+          assert.ok(Date.now() < until, "the transaction outlived its maximum lifetime");
+          await client.execute({ sql: "SELECT 1", session });
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      },
+      expectCode(Code.FailedPrecondition, /rolled back after 800 ms open/),
+    );
+    assert.equal(await count(), 0);
+  });
+
   test("a failed statement keeps the transaction; commit keeps the good writes", async (t) => {
     const { client, count } = await setup(t);
     const { session } = await client.beginTransaction({});

@@ -1,6 +1,7 @@
 /**
- * Runs one prepared statement on one connection and collects its result as
- * proto rows, within a time limit and row/byte limits.
+ * Runs one prepared statement on one connection, within a time limit: either
+ * collecting its whole result (with row and byte limits) or streaming it in
+ * chunks with backpressure.
  *
  * When the time limit passes or the caller goes away, the statement is
  * stopped on MySQL with KILL QUERY from a side connection (closing our socket
