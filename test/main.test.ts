@@ -10,17 +10,9 @@ import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
 import { promisify } from "node:util";
+import { isAlive } from "../server/devdb/embedded-mysql.js";
 
 const run = promisify(execFile);
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Waits for a log line matching `pattern` on the child's stdout. */
 function waitForLog(child: ChildProcess, pattern: RegExp, timeoutMs: number): Promise<string> {

@@ -85,7 +85,8 @@ function socketPathFor(dir: string): string {
   return path.join(os.tmpdir(), `sqlgate-${hash}.sock`);
 }
 
-function isAlive(pid: number): boolean {
+/** Whether process `pid` exists (signal 0 checks without signalling). */
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
