@@ -57,4 +57,22 @@ describe("parseSqlText", () => {
     assert.match(refusal("SELECT 'abc").message, /unterminated/);
     assert.match(refusal("SELECT 1 /* abc").message, /unterminated/);
   });
+
+  test("classifies what a statement may leave on its connection", () => {
+    const effect = (sql: string) => parseSqlText(sql).sessionEffect;
+    assert.equal(effect("SELECT a FROM t WHERE b = ?"), "none");
+    assert.equal(effect("SELECT @@version"), "none");
+    assert.equal(effect("SELECT 'SET @x', `lock`"), "none");
+    assert.equal(effect("INSERT INTO t VALUES (1)"), "none");
+    assert.equal(effect("set @x = 1"), "reset");
+    assert.equal(effect("SELECT @x := 1"), "reset");
+    assert.equal(effect("SELECT 1 INTO @x"), "reset");
+    assert.equal(effect("/* hi */ SET SESSION sql_mode = ''"), "reset");
+    assert.equal(effect("CREATE TEMPORARY TABLE t (id INT)"), "reset");
+    assert.equal(effect("LOCK TABLES t WRITE"), "reset");
+    assert.equal(effect("SELECT GET_LOCK('x', 1)"), "reset");
+    assert.equal(effect("START TRANSACTION"), "reset");
+    assert.equal(effect("CALL refresh()"), "reset");
+    assert.equal(effect("use other"), "reconnect");
+  });
 });

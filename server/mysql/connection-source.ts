@@ -5,12 +5,20 @@
  */
 import type { Database, PoolConnection } from "./database.js";
 
+/**
+ * The state a lease's connection is given back in: `reuse` as is, `reset`
+ * after statements that left session state behind (COM_RESET_CONNECTION
+ * clears it), `reconnect` when its current database changed, `broken` when it
+ * cannot be trusted any more.
+ */
+export type ReleaseState = "reuse" | "reset" | "reconnect" | "broken";
+
 export interface Lease {
   readonly conn: PoolConnection;
   /** True when the connection is inside an open interactive transaction. */
   readonly inTransaction: boolean;
-  /** Gives the connection back; `broken` when it cannot be trusted any more. */
-  release(broken?: boolean): void;
+  /** Gives the connection back. */
+  release(state: ReleaseState): void;
 }
 
 export interface ConnectionSource {
@@ -26,8 +34,21 @@ export function poolSource(db: Database): ConnectionSource {
       return {
         conn,
         inTransaction: false,
-        release: (broken) => (broken ? conn.destroy() : conn.release()),
+        release(state) {
+          if (state === "reuse") conn.release();
+          else if (state === "reset") resetThenRelease(conn);
+          else conn.destroy();
+        },
       };
     },
   };
+}
+
+/**
+ * Clears what a caller left on `conn` (variables, temporary tables, locks, an
+ * open transaction) so that the next caller finds a fresh session, then puts
+ * it back in its pool; a connection that cannot be reset is destroyed.
+ */
+export function resetThenRelease(conn: PoolConnection): void {
+  conn.reset((err) => (err ? conn.destroy() : conn.release()));
 }

@@ -12,7 +12,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { ConnectionSource, Lease } from "../mysql/connection-source.js";
+import { type ConnectionSource, type Lease, resetThenRelease } from "../mysql/connection-source.js";
 import { type Database, type PoolConnection, runControlStatement } from "../mysql/database.js";
 import { limitExceeded } from "../mysql/errors.js";
 import type { TokenCodec } from "./session-token.js";
@@ -60,6 +60,8 @@ interface Session {
   readonly lifetimeTimer: NodeJS.Timeout;
   /** Set when the session must end as soon as its current call is done. */
   endWhenIdle: string | undefined;
+  /** Set when a statement changed the connection's database: it is not reused. */
+  reconnectAtEnd: boolean;
   ended: boolean;
 }
 
@@ -90,7 +92,7 @@ export function createSessionRegistry(
     remember(session.id, how);
     clearTimeout(session.idleTimer);
     clearTimeout(session.lifetimeTimer);
-    if (finish === "destroy") {
+    if (finish === "destroy" || session.reconnectAtEnd) {
       session.conn.destroy();
       return;
     }
@@ -102,7 +104,8 @@ export function createSessionRegistry(
         return;
       }
     }
-    session.conn.release();
+    // The next transaction starts from a fresh session (variables, temporary tables, locks).
+    resetThenRelease(session.conn);
   };
 
   const armIdleTimer = (session: Session) => {
@@ -239,6 +242,7 @@ export function createSessionRegistry(
           if (session.idleTimer !== undefined) void end(session, how, "rollback");
         }, options.maxLifetimeMs),
         endWhenIdle: undefined,
+        reconnectAtEnd: false,
         ended: false,
       };
       sessions.set(id, session);
@@ -257,8 +261,11 @@ export function createSessionRegistry(
           return {
             conn: session.conn,
             inTransaction: true,
-            release(broken) {
-              if (broken) {
+            release(state) {
+              // Session state (variables, temporary tables) belongs to the
+              // transaction; a changed database is cleared when it ends.
+              if (state === "reconnect") session.reconnectAtEnd = true;
+              if (state === "broken") {
                 void end(session, "its connection broke; MySQL rolled it back", "destroy");
               } else if (session.endWhenIdle !== undefined) {
                 void end(session, session.endWhenIdle, "rollback");

@@ -5,7 +5,7 @@
  */
 
 import { ConnectError } from "@connectrpc/connect";
-import type { ConnectionSource, Lease } from "../mysql/connection-source.js";
+import type { ConnectionSource, Lease, ReleaseState } from "../mysql/connection-source.js";
 import { type Database, runControlStatement } from "../mysql/database.js";
 import { connectErrorFromMysql, isFatal } from "../mysql/errors.js";
 import {
@@ -15,7 +15,7 @@ import {
   streamStatement,
 } from "./execute-statement.js";
 import { bindValues, type StatementParams } from "./params.js";
-import { parseSqlText } from "./sql-text.js";
+import { parseSqlText, type SessionEffect } from "./sql-text.js";
 
 export interface ExecutorLimits {
   readonly maxRows: number;
@@ -95,31 +95,35 @@ export function createSqlExecutor(db: Database, limits: ExecutorLimits): SqlExec
     return Math.min(ms, limits.maxTimeoutMs);
   };
 
-  /** Runs `fn` on a leased connection (read-only wrapped if asked) and gives it back. */
+  /**
+   * Runs `fn` on a leased connection (read-only wrapped if asked) and gives it
+   * back in the state that `statements` may have left it in.
+   */
   const withLease = async <T>(
     source: ConnectionSource,
     call: CallOptions,
     timeoutMs: number,
+    statements: readonly BoundStatement[],
     fn: (lease: Lease) => Promise<T>,
   ): Promise<T> => {
     const lease = await source.lease(Math.min(limits.acquireTimeoutMs, timeoutMs));
     const readOnly = call.readOnly && !lease.inTransaction;
-    let broken = false;
+    let state = stateAfter(statements);
     try {
       if (readOnly) await runControlStatement(lease.conn, "START TRANSACTION READ ONLY");
       const result = await fn(lease);
       if (readOnly) await runControlStatement(lease.conn, "COMMIT");
       return result;
     } catch (err) {
-      broken = isFatal(err);
-      if (readOnly && !broken) {
+      if (isFatal(err)) state = "broken";
+      if (readOnly && state !== "broken") {
         await runControlStatement(lease.conn, "ROLLBACK").catch(() => {
-          broken = true;
+          state = "broken";
         });
       }
       throw err;
     } finally {
-      lease.release(broken);
+      lease.release(state);
     }
   };
 
@@ -150,7 +154,7 @@ export function createSqlExecutor(db: Database, limits: ExecutorLimits): SqlExec
     execute(source, input, call) {
       const statement = bindStatement(input);
       const timeoutMs = timeoutOf(call);
-      return withLease(source, call, timeoutMs, (lease) =>
+      return withLease(source, call, timeoutMs, [statement], (lease) =>
         run(lease, statement, call, timeoutMs, limits.maxResponseBytes),
       );
     },
@@ -165,7 +169,7 @@ export function createSqlExecutor(db: Database, limits: ExecutorLimits): SqlExec
       });
       const timeoutMs = timeoutOf(call);
       const started = Date.now();
-      return withLease(source, call, timeoutMs, async (lease) => {
+      return withLease(source, call, timeoutMs, statements, async (lease) => {
         const [begin, commit, rollback] = lease.inTransaction
           ? [
               `SAVEPOINT ${batchSavepoint}`,
@@ -193,10 +197,11 @@ export function createSqlExecutor(db: Database, limits: ExecutorLimits): SqlExec
     },
 
     async *stream(source, input, call, wireRowsField) {
-      const { sql, values } = bindStatement(input);
+      const statement = bindStatement(input);
+      const { sql, values } = statement;
       const timeoutMs = timeoutOf(call);
       const lease = await source.lease(Math.min(limits.acquireTimeoutMs, timeoutMs));
-      let broken = false;
+      let state = stateAfter([statement]);
       try {
         yield* streamStatement(
           lease.conn,
@@ -207,10 +212,10 @@ export function createSqlExecutor(db: Database, limits: ExecutorLimits): SqlExec
           call.signal,
         );
       } catch (err) {
-        broken = isFatal(err);
+        if (isFatal(err)) state = "broken";
         throw err;
       } finally {
-        lease.release(broken);
+        lease.release(state);
       }
     },
   };
@@ -220,12 +225,23 @@ export function createSqlExecutor(db: Database, limits: ExecutorLimits): SqlExec
 interface BoundStatement {
   readonly sql: string;
   readonly values: unknown[];
+  readonly sessionEffect: SessionEffect;
 }
 
 /** Checks `input` before any connection is taken for it. */
 function bindStatement(input: StatementInput): BoundStatement {
   const text = parseSqlText(input.sql);
-  return { sql: text.sql, values: bindValues(text, input) };
+  return { sql: text.sql, values: bindValues(text, input), sessionEffect: text.sessionEffect };
+}
+
+/** The state a connection is in after `statements` ran without error. */
+function stateAfter(statements: readonly BoundStatement[]): ReleaseState {
+  let state: ReleaseState = "reuse";
+  for (const { sessionEffect } of statements) {
+    if (sessionEffect === "reconnect") return "reconnect";
+    if (sessionEffect === "reset") state = "reset";
+  }
+  return state;
 }
 
 /** `err` with its message and SqlError detail naming the batch statement that failed. */

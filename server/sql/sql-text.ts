@@ -10,6 +10,15 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 
+/**
+ * What a statement may leave behind on its connection beyond its own
+ * effects: `reset` for session state (variables, user variables, temporary
+ * tables, table and named locks, an open transaction, prepared statements),
+ * which COM_RESET_CONNECTION clears; `reconnect` for a changed current
+ * database, which it keeps.
+ */
+export type SessionEffect = "none" | "reset" | "reconnect";
+
 export interface SqlText {
   /** The SQL to prepare: named placeholders replaced by `?`, trailing `;` removed. */
   readonly sql: string;
@@ -17,7 +26,17 @@ export interface SqlText {
   readonly placeholderCount: number;
   /** For `:name` placeholders, each placeholder's name in order; undefined for `?`. */
   readonly names: readonly string[] | undefined;
+  /** What the statement may leave on a pooled connection for the next caller. */
+  readonly sessionEffect: SessionEffect;
 }
+
+/** First words of statements that change the session's state. */
+const statefulFirstWords = new Set([
+  "SET", "LOCK", "UNLOCK", "PREPARE", "EXECUTE", "DEALLOCATE", "HANDLER",
+  "BEGIN", "START", "XA", "SAVEPOINT", "CALL", "FLUSH",
+]);
+/** Words anywhere that leave state behind (`CREATE TEMPORARY TABLE`, `GET_LOCK(...)`). */
+const statefulWords = new Set(["TEMPORARY", "GET_LOCK"]);
 
 const cacheLimit = 2048;
 const cache = new Map<string, SqlText>();
@@ -94,6 +113,8 @@ function scan(text: string): SqlText {
   let copiedTo = 0;
   let end = text.length;
   let sawCode = false;
+  let firstWord: string | undefined;
+  let stateful = false;
   let i = 0;
   while (i < text.length) {
     const c = text.charCodeAt(i);
@@ -125,7 +146,17 @@ function scan(text: string): SqlText {
         throw invalid("only one statement per call is allowed; send several with ExecuteBatch");
       }
       break;
+    } else if (isNameStart(c) && !isNameChar(text.charCodeAt(i - 1))) {
+      let j = i + 1;
+      while (j < text.length && isNameChar(text.charCodeAt(j))) j++;
+      const word = text.slice(i, j).toUpperCase();
+      firstWord ??= word;
+      if (statefulWords.has(word)) stateful = true;
+      sawCode = true;
+      i = j;
     } else {
+      // A user variable (`@name`, not a system `@@name`) lives on the connection.
+      if (c === 64 && text.charCodeAt(i + 1) !== 64 && text.charCodeAt(i - 1) !== 64) stateful = true;
       if (!isSpace(c) && !(c === 42 && text.charCodeAt(i + 1) === 47)) sawCode = true;
       i++;
     }
@@ -135,9 +166,15 @@ function scan(text: string): SqlText {
     throw invalid("mixed `?` and `:name` placeholders: use one kind per statement");
   }
   const sql = (out + text.slice(copiedTo, end)).trimEnd();
+  const sessionEffect: SessionEffect =
+    firstWord === "USE"
+      ? "reconnect"
+      : stateful || statefulFirstWords.has(firstWord ?? "")
+        ? "reset"
+        : "none";
   return names.length > 0
-    ? { sql, placeholderCount: names.length, names }
-    : { sql, placeholderCount: positional, names: undefined };
+    ? { sql, placeholderCount: names.length, names, sessionEffect }
+    : { sql, placeholderCount: positional, names: undefined, sessionEffect };
 }
 
 function hasCodeAfter(text: string, start: number): boolean {
