@@ -216,7 +216,13 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     if (value !== undefined && value !== "") return value;
     return defaults.get(name) ?? "";
   };
-  const int = (name: string, min: number, max = Number.MAX_SAFE_INTEGER): number => {
+  /** Node's timers fire at once past 2^31 - 1 ms, so no duration may exceed it. */
+  const maxDurationMs = 2 ** 31 - 1;
+  const int = (
+    name: string,
+    min: number,
+    max = name.endsWith("_MS") ? maxDurationMs : Number.MAX_SAFE_INTEGER,
+  ): number => {
     const text = read(name);
     const value = Number(text);
     if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < min || value > max) {
@@ -309,9 +315,13 @@ function checkMysqlUrl(text: string, problems: string[]): void {
   let url: URL;
   try {
     url = new URL(text);
+    decodeURIComponent(url.username);
+    decodeURIComponent(url.password);
   } catch {
     // The URL may hold a password: never echo it.
-    problems.push("SQLGATE_MYSQL_URL: not a valid URL (expected mysql://user:pass@host:port/db)");
+    problems.push(
+      "SQLGATE_MYSQL_URL: not a valid URL (expected mysql://user:pass@host:port/db, with % in the password written %25)",
+    );
     return;
   }
   if (url.protocol !== "mysql:" && url.protocol !== "mariadb:") {

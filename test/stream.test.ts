@@ -3,18 +3,20 @@
  * down to MySQL for a reader that stalls, deadlines and early cancellation.
  */
 import assert from "node:assert/strict";
+import http2 from "node:http2";
 import { test } from "node:test";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import {
   createConnectTransport,
   createGrpcTransport,
   createGrpcWebTransport,
 } from "@connectrpc/connect-node";
-import { DatabaseService } from "../gen/sqlgate/v1/database_pb.js";
+import { DatabaseService, StreamExecuteRequestSchema } from "../gen/sqlgate/v1/database_pb.js";
 import { ColumnType } from "../gen/sqlgate/v1/value_pb.js";
 import { databaseClient } from "./support/clients.js";
 import { startGateway } from "./support/gateway.js";
-import { createTestDatabase, runningStatements } from "./support/mysql.js";
+import { createTestDatabase, runningStatements, waitUntilGone } from "./support/mysql.js";
 
 test("100,000 rows arrive complete and in order over Connect, gRPC and gRPC-Web", async (t) => {
   const db = await createTestDatabase(t);
@@ -149,4 +151,44 @@ test("a stream inside a transaction sees its uncommitted writes", async (t) => {
     rows += m.rows.length;
   assert.equal(rows, 3000);
   await client.rollbackTransaction({ session });
+});
+
+test("a client that vanishes from a stalled stream gives its connection back", async (t) => {
+  const db = await createTestDatabase(t);
+  // One pooled connection: the stream holds it; later calls need it back.
+  const gateway = await startGateway(t, db.url, { env: { SQLGATE_POOL_SIZE: "1" } });
+  const client = databaseClient(gateway.baseUrl);
+  const session = http2.connect(gateway.baseUrl);
+  session.on("error", () => {});
+  const request = create(StreamExecuteRequestSchema, {
+    sql: "SELECT seq, REPEAT('x', 500) AS pad FROM seq_1_to_200000",
+  });
+  const message = toBinary(StreamExecuteRequestSchema, request);
+  const envelope = Buffer.alloc(5 + message.length);
+  envelope.writeUInt32BE(message.length, 1);
+  envelope.set(message, 5);
+  const stream = session.request({
+    ":method": "POST",
+    ":path": "/sqlgate.v1.DatabaseService/StreamExecute",
+    "content-type": "application/connect+proto",
+    "connect-protocol-version": "1",
+  });
+  stream.on("error", () => {});
+  stream.end(envelope);
+  // Read one chunk, then stop reading: the gateway waits on HTTP/2 flow control.
+  await new Promise<void>((resolve) => stream.once("data", () => resolve()));
+  stream.pause();
+  await new Promise((r) => setTimeout(r, 500));
+  session.destroy();
+  const until = Date.now() + 5000;
+  for (;;) {
+    try {
+      const response = await client.execute({ sql: "SELECT 1" }, { timeoutMs: 1000 });
+      assert.equal(response.rows.length, 1);
+      break;
+    } catch (err) {
+      assert.ok(Date.now() < until, `the connection never came back: ${String(err)}`);
+    }
+  }
+  await waitUntilGone(db.admin, "REPEAT('x', 500)");
 });

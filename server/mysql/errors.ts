@@ -91,6 +91,7 @@ const codeByErrno: ReadonlyMap<number, Code> = new Map<number, Code>([
   [1041, Code.ResourceExhausted], // ER_OUT_OF_RESOURCES
   [1114, Code.ResourceExhausted], // ER_RECORD_FILE_FULL: table is full
   [1153, Code.ResourceExhausted], // ER_NET_PACKET_TOO_LARGE: over max_allowed_packet
+  [1461, Code.ResourceExhausted], // ER_MAX_PREPARED_STMT_COUNT_REACHED
   [1104, Code.ResourceExhausted], // ER_TOO_BIG_SELECT
   [1053, Code.Unavailable], // ER_SERVER_SHUTDOWN
   [1927, Code.Unavailable], // ER_CONNECTION_KILLED (MariaDB)

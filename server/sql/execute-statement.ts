@@ -80,7 +80,8 @@ function geometryCast(field: { type: string; buffer(): Buffer | null }, next: ()
 
 function prepare(conn: PoolConnection, sql: string): Promise<PreparedStatement> {
   return new Promise((resolve, reject) => {
-    conn.prepare(sql, (err, statement) => {
+    // The same options as the execute() below, so both share one cache entry.
+    conn.prepare({ sql, rowsAsArray: true } as unknown as string, (err, statement) => {
       if (err) reject(connectErrorFromMysql(err));
       else resolve(statement as unknown as PreparedStatement);
     });
@@ -128,27 +129,38 @@ async function startStatement(
   signal: AbortSignal | undefined,
   handlers: StatementHandlers,
 ): Promise<RunningStatement> {
-  const statement = await prepare(conn, sql);
-  let hasGeometry = hasGeometryByStatement.get(statement);
-  if (hasGeometry === undefined) {
-    hasGeometry = statement.columns.some((c) => c.columnType === GEOMETRY);
-    hasGeometryByStatement.set(statement, hasGeometry);
-  }
+  // A call already given up on must not run at all (its client may retry it).
+  if (signal?.aborted) throw connectErrorFromAbort(signal.reason);
 
   let header: ResultSetHeader | undefined;
   let stopError: ConnectError | undefined;
   let killing: Promise<void> | undefined;
+  let settled = false;
+  let clearDeadline = () => {};
+  const settle = (error: ConnectError | undefined) => {
+    if (settled) return;
+    settled = true;
+    clearDeadline();
+    if (killing === undefined) handlers.onEnd(error, header);
+    else void killing.then(() => handlers.onEnd(error, header));
+  };
   const stop = (error: ConnectError | undefined) => {
     if (killing !== undefined) return;
     stopError = error;
     // A paused connection (streaming) must read on, or the KILL's error never arrives.
     conn.resume();
-    killing = killer.killQuery(conn.threadId).catch(() => {
-      // The KILL itself failed (MySQL unreachable): the connection cannot be
-      // trusted to be idle, so it is destroyed instead of returned.
+    killing = killer.killQuery(conn.threadId).catch((cause: unknown) => {
+      // The KILL itself failed (MySQL unreachable, no connection slot): the
+      // statement may run on, so the connection is destroyed, and the call
+      // ends now rather than when the statement does.
       conn.destroy();
+      const broken = Object.assign(new Error("KILL QUERY failed", { cause }), { fatal: true });
+      settle(
+        new ConnectError(error?.rawMessage ?? "stopped", error?.code, undefined, undefined, broken),
+      );
     });
   };
+  // The deadline covers PREPARE too: it can wait on metadata locks (KILL ends that wait).
   const onAbort = () => stop(connectErrorFromAbort(signal?.reason));
   const timer = setTimeout(
     () =>
@@ -161,16 +173,30 @@ async function startStatement(
     timeoutMs,
   );
   signal?.addEventListener("abort", onAbort, { once: true });
-
-  let settled = false;
-  const settle = (error: ConnectError | undefined) => {
-    if (settled) return;
-    settled = true;
+  clearDeadline = () => {
     clearTimeout(timer);
     signal?.removeEventListener("abort", onAbort);
-    if (killing === undefined) handlers.onEnd(error, header);
-    else void killing.then(() => handlers.onEnd(error, header));
   };
+
+  let statement: PreparedStatement;
+  try {
+    statement = await prepare(conn, sql);
+  } catch (err) {
+    clearDeadline();
+    if (killing !== undefined) await killing;
+    throw stopError ?? err;
+  }
+  if (killing !== undefined) {
+    // Stopped while preparing: do not execute.
+    await killing;
+    clearDeadline();
+    throw stopError ?? connectErrorFromAbort(signal?.reason);
+  }
+  let hasGeometry = hasGeometryByStatement.get(statement);
+  if (hasGeometry === undefined) {
+    hasGeometry = statement.columns.some((c) => c.columnType === GEOMETRY);
+    hasGeometryByStatement.set(statement, hasGeometry);
+  }
 
   const command = conn.execute({
     sql,
@@ -193,7 +219,6 @@ async function startStatement(
     else settle(stopError ?? connectErrorFromMysql(err));
   });
   command.on("end", () => settle(stopError));
-  if (signal?.aborted) onAbort();
   return {
     stop,
     get stopping() {
@@ -314,6 +339,10 @@ function createRowBuffer(wireRowsField: number | undefined) {
  * Runs one statement and yields its result in chunks with backpressure: while
  * a chunk waits for the consumer (the HTTP/2 stream's flow control), the MySQL
  * connection is paused, so MySQL's socket, not the heap, absorbs a slow reader.
+ *
+ * `onEnded` is called once the statement has ended on MySQL (normally, or
+ * killed): a consumer that has gone away for good may never resume this
+ * generator, so its caller gives the connection back from there.
  */
 export async function* streamStatement(
   conn: PoolConnection,
@@ -322,6 +351,7 @@ export async function* streamStatement(
   values: readonly unknown[],
   limits: StreamLimits,
   signal: AbortSignal | undefined,
+  onEnded: (error: ConnectError | undefined) => void,
 ): AsyncGenerator<StreamedChunk> {
   let fields: Field[] | undefined;
   let columns: ResultColumns | undefined;
@@ -361,6 +391,7 @@ export async function* streamStatement(
     onEnd(error, header) {
       ended = { error, header };
       notify();
+      onEnded(error);
     },
   });
 
@@ -368,6 +399,8 @@ export async function* streamStatement(
     for (;;) {
       const chunk = ready.shift();
       if (chunk !== undefined) {
+        // After an abort the connection may already be back in its pool.
+        if (signal?.aborted) throw connectErrorFromAbort(signal.reason);
         conn.resume();
         yield chunk;
         continue;

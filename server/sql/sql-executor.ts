@@ -198,24 +198,43 @@ export function createSqlExecutor(db: Database, limits: ExecutorLimits): SqlExec
 
     async *stream(source, input, call, wireRowsField) {
       const statement = bindStatement(input);
-      const { sql, values } = statement;
       const timeoutMs = timeoutOf(call);
       const lease = await source.lease(Math.min(limits.acquireTimeoutMs, timeoutMs));
       let state = stateAfter([statement]);
+      let released = false;
+      let ended = false;
+      const release = () => {
+        if (released) return;
+        released = true;
+        call.signal?.removeEventListener("abort", releaseIfEnded);
+        lease.release(state);
+      };
+      // A client that disconnects while the stream waits on flow control may
+      // never make Connect resume (or return) this generator: once the
+      // statement has ended, give the connection back from here.
+      const releaseIfEnded = () => {
+        if (ended) release();
+      };
+      call.signal?.addEventListener("abort", releaseIfEnded, { once: true });
       try {
         yield* streamStatement(
           lease.conn,
           db,
-          sql,
-          values,
+          statement.sql,
+          statement.values,
           { timeoutMs, chunkRows, chunkBytes, wireRowsField },
           call.signal,
+          (error) => {
+            ended = true;
+            if (isFatal(error)) state = "broken";
+            if (call.signal?.aborted) release();
+          },
         );
       } catch (err) {
         if (isFatal(err)) state = "broken";
         throw err;
       } finally {
-        lease.release(state);
+        release();
       }
     },
   };

@@ -32,13 +32,27 @@ export interface SqlText {
 
 /** First words of statements that change the session's state. */
 const statefulFirstWords = new Set([
-  "SET", "LOCK", "UNLOCK", "PREPARE", "EXECUTE", "DEALLOCATE", "HANDLER",
-  "BEGIN", "START", "XA", "SAVEPOINT", "CALL", "FLUSH",
+  "SET",
+  "LOCK",
+  "UNLOCK",
+  "PREPARE",
+  "EXECUTE",
+  "DEALLOCATE",
+  "HANDLER",
+  "BEGIN",
+  "START",
+  "XA",
+  "SAVEPOINT",
+  "CALL",
+  "FLUSH",
+  "BACKUP",
 ]);
 /** Words anywhere that leave state behind (`CREATE TEMPORARY TABLE`, `GET_LOCK(...)`). */
 const statefulWords = new Set(["TEMPORARY", "GET_LOCK"]);
 
 const cacheLimit = 2048;
+/** Longer texts (literal bulk INSERTs) are parsed each time rather than kept. */
+const cacheTextMaxLength = 4096;
 const cache = new Map<string, SqlText>();
 
 /** Parses `text` (cached). Throws `invalid_argument` for text MySQL would refuse unclearly. */
@@ -46,6 +60,7 @@ export function parseSqlText(text: string): SqlText {
   let parsed = cache.get(text);
   if (parsed === undefined) {
     parsed = scan(text);
+    if (text.length > cacheTextMaxLength) return parsed;
     if (cache.size >= cacheLimit) {
       const oldest = cache.keys().next().value;
       if (oldest !== undefined) cache.delete(oldest);
@@ -122,7 +137,11 @@ function scan(text: string): SqlText {
     if (afterComment !== i) {
       i = afterComment;
     } else if (c === 39 /* ' */ || c === 34 /* " */ || c === 96 /* ` */) {
+      const start = i;
       i = skipQuoted(text, i, c);
+      // A quoted identifier can name a function too: `GET_LOCK`(...).
+      if (c === 96 && statefulWords.has(text.slice(start + 1, i - 1).toUpperCase()))
+        stateful = true;
       sawCode = true;
     } else if (c === 63 /* ? */) {
       positional++;
@@ -156,7 +175,8 @@ function scan(text: string): SqlText {
       i = j;
     } else {
       // A user variable (`@name`, not a system `@@name`) lives on the connection.
-      if (c === 64 && text.charCodeAt(i + 1) !== 64 && text.charCodeAt(i - 1) !== 64) stateful = true;
+      if (c === 64 && text.charCodeAt(i + 1) !== 64 && text.charCodeAt(i - 1) !== 64)
+        stateful = true;
       if (!isSpace(c) && !(c === 42 && text.charCodeAt(i + 1) === 47)) sawCode = true;
       i++;
     }
