@@ -40,7 +40,7 @@ export interface CallOptions {
   readonly timeoutMs: number;
   /** `options.max_rows` of the request; 0 when not given. */
   readonly maxRows: number;
-  /** Run inside START TRANSACTION READ ONLY (not inside an open transaction). */
+  /** Run with the session read-only (outside a transaction; see enterReadOnly). */
   readonly readOnly: boolean;
 }
 
@@ -107,20 +107,12 @@ export function createSqlExecutor(db: Database, limits: ExecutorLimits): SqlExec
     fn: (lease: Lease) => Promise<T>,
   ): Promise<T> => {
     const lease = await source.lease(Math.min(limits.acquireTimeoutMs, timeoutMs));
-    const readOnly = call.readOnly && !lease.inTransaction;
     let state = stateAfter(statements);
     try {
-      if (readOnly) await runControlStatement(lease.conn, "START TRANSACTION READ ONLY");
-      const result = await fn(lease);
-      if (readOnly) await runControlStatement(lease.conn, "COMMIT");
-      return result;
+      if (await enterReadOnly(lease, call)) state = "reset";
+      return await fn(lease);
     } catch (err) {
       if (isFatal(err)) state = "broken";
-      if (readOnly && state !== "broken") {
-        await runControlStatement(lease.conn, "ROLLBACK").catch(() => {
-          state = "broken";
-        });
-      }
       throw err;
     } finally {
       lease.release(state);
@@ -201,6 +193,14 @@ export function createSqlExecutor(db: Database, limits: ExecutorLimits): SqlExec
       const timeoutMs = timeoutOf(call);
       const lease = await source.lease(Math.min(limits.acquireTimeoutMs, timeoutMs));
       let state = stateAfter([statement]);
+      if (
+        await enterReadOnly(lease, call).catch((err) => {
+          lease.release(isFatal(err) ? "broken" : "reset");
+          throw err;
+        })
+      ) {
+        state = "reset";
+      }
       let released = false;
       let ended = false;
       const release = () => {
@@ -238,6 +238,18 @@ export function createSqlExecutor(db: Database, limits: ExecutorLimits): SqlExec
       }
     },
   };
+}
+
+/**
+ * Makes the lease's session read-only when the call asks for it (outside a
+ * transaction, which has its own mode). A session-wide mode, unlike START
+ * TRANSACTION READ ONLY, also refuses statements that commit implicitly
+ * (TRUNCATE, DROP); the connection is reset afterwards. Resolves true if set.
+ */
+async function enterReadOnly(lease: Lease, call: CallOptions): Promise<boolean> {
+  if (!call.readOnly || lease.inTransaction) return false;
+  await runControlStatement(lease.conn, "SET SESSION TRANSACTION READ ONLY");
+  return true;
 }
 
 /** A statement checked and ready to run: one statement, parameters bound. */
