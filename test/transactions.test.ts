@@ -9,9 +9,22 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { IsolationLevel } from "../gen/sqlgate/v1/database_pb.js";
 import { databaseClient } from "./support/clients.js";
 import { startGateway, type TestGatewayOptions } from "./support/gateway.js";
-import { createTestDatabase } from "./support/mysql.js";
+import { connectDirect, createTestDatabase } from "./support/mysql.js";
 
 const secret = "a-test-secret-that-is-long-enough-0123456789";
+
+/** Waits until some transaction waits for a row lock (InnoDB refreshes this view every 0.1 s). */
+async function waitForLockWait(admin: Awaited<ReturnType<typeof createTestDatabase>>["admin"]) {
+  const until = Date.now() + 5000;
+  for (;;) {
+    const [rows] = await admin.query(
+      "SELECT COUNT(*) AS n FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'",
+    );
+    if (Number((rows as { n: number }[])[0]?.n) > 0) return;
+    assert.ok(Date.now() < until, "no transaction came to wait for a lock");
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
 
 async function setup(
   t: Parameters<typeof createTestDatabase>[0],
@@ -144,6 +157,32 @@ describe("transactions", () => {
     await client.execute(insert(2, session));
     await client.commitTransaction({ session });
     assert.equal(await count(), 2);
+  });
+
+  test("a deadlock ends the transaction instead of carrying on in autocommit", async (t) => {
+    const { client, db } = await setup(t);
+    await db.admin.query("INSERT INTO items SELECT seq, 'x' FROM seq_1_to_100");
+    const other = await connectDirect(db.url);
+    t.after(() => other.end());
+    const { session } = await client.beginTransaction({});
+    await client.execute({ sql: "UPDATE items SET name = 'gateway' WHERE id = 1", session });
+    // The other transaction is heavier, so InnoDB picks the gateway's as the victim.
+    await other.query("START TRANSACTION");
+    await other.query("UPDATE items SET name = 'other' WHERE id >= 2");
+    const blocked = other.query("UPDATE items SET name = 'other' WHERE id = 1");
+    await waitForLockWait(db.admin);
+    await assert.rejects(
+      client.execute({ sql: "UPDATE items SET name = 'gateway' WHERE id = 2", session }),
+      expectCode(Code.Aborted),
+    );
+    await blocked;
+    await other.query("COMMIT");
+    await assert.rejects(
+      client.execute({ sql: "INSERT INTO items VALUES (999, 'late')", session }),
+      expectCode(Code.FailedPrecondition, /deadlock/),
+    );
+    const [rows] = await db.admin.query("SELECT name FROM items WHERE id IN (1, 999) ORDER BY id");
+    assert.deepEqual(rows, [{ name: "other" }]);
   });
 
   test("calls on one transaction run one at a time, in the order they arrive", async (t) => {

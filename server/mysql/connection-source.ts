@@ -8,10 +8,11 @@ import type { Database, PoolConnection } from "./database.js";
 /**
  * The state a lease's connection is given back in: `reuse` as is, `reset`
  * after statements that left session state behind (COM_RESET_CONNECTION
- * clears it), `reconnect` when its current database changed, `broken` when it
- * cannot be trusted any more.
+ * clears it), `reconnect` when its current database changed, `rolledBack` when
+ * MySQL rolled back its open transaction (a deadlock), `broken` when it cannot
+ * be trusted any more.
  */
-export type ReleaseState = "reuse" | "reset" | "reconnect" | "broken";
+export type ReleaseState = "reuse" | "reset" | "reconnect" | "rolledBack" | "broken";
 
 export interface Lease {
   readonly conn: PoolConnection;
@@ -35,7 +36,7 @@ export function poolSource(db: Database): ConnectionSource {
         conn,
         inTransaction: false,
         release(state) {
-          if (state === "reuse") conn.release();
+          if (state === "reuse" || state === "rolledBack") conn.release();
           else if (state === "reset") resetThenRelease(conn);
           else conn.destroy();
         },

@@ -237,3 +237,13 @@ export function isFatal(err: unknown): boolean {
     | undefined;
   return cause?.fatal === true || connectionEndingErrnos.has(cause?.errno as number);
 }
+
+/**
+ * Whether MySQL rolled back the whole open transaction with this error: InnoDB
+ * does so on a deadlock (1213) and when COMMIT fails (1180), while a lock wait
+ * timeout (1205) undoes only the statement.
+ */
+export function endsTransaction(err: unknown): boolean {
+  const cause = (err instanceof ConnectError ? err.cause : err) as { errno?: unknown } | undefined;
+  return cause?.errno === 1213 || cause?.errno === 1180;
+}

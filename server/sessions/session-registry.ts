@@ -267,6 +267,14 @@ export function createSessionRegistry(
               if (state === "reconnect") session.reconnectAtEnd = true;
               if (state === "broken") {
                 void end(session, "its connection broke; MySQL rolled it back", "destroy");
+              } else if (state === "rolledBack") {
+                // InnoDB has rolled the whole transaction back: carrying on
+                // would run the next statements in autocommit mode.
+                void end(
+                  session,
+                  "MySQL rolled it back after a deadlock; begin a new one",
+                  "rollback",
+                );
               } else if (session.endWhenIdle !== undefined) {
                 void end(session, session.endWhenIdle, "rollback");
               } else {

@@ -7,7 +7,7 @@
 import { ConnectError } from "@connectrpc/connect";
 import type { ConnectionSource, Lease, ReleaseState } from "../mysql/connection-source.js";
 import { type Database, runControlStatement } from "../mysql/database.js";
-import { connectErrorFromMysql, isFatal } from "../mysql/errors.js";
+import { connectErrorFromMysql, endsTransaction, isFatal } from "../mysql/errors.js";
 import {
   executeStatement,
   type StatementResult,
@@ -113,6 +113,7 @@ export function createSqlExecutor(db: Database, limits: ExecutorLimits): SqlExec
       return await fn(lease);
     } catch (err) {
       if (isFatal(err)) state = "broken";
+      else if (endsTransaction(err)) state = "rolledBack";
       throw err;
     } finally {
       lease.release(state);
@@ -232,6 +233,7 @@ export function createSqlExecutor(db: Database, limits: ExecutorLimits): SqlExec
         );
       } catch (err) {
         if (isFatal(err)) state = "broken";
+        else if (endsTransaction(err)) state = "rolledBack";
         throw err;
       } finally {
         release();
