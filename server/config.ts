@@ -100,8 +100,9 @@ export const settings: readonly Setting[] = [
   },
   {
     name: "SQLGATE_MYSQL_CONNECT_TIMEOUT_MS",
-    defaultValue: "10000",
-    description: "Timeout for opening one MySQL connection.",
+    defaultValue: "5000",
+    description:
+      "Timeout for opening one MySQL connection; past it a call fails with `unavailable`. Keep it below `SQLGATE_POOL_ACQUIRE_TIMEOUT_MS`.",
   },
   {
     name: "SQLGATE_POOL_IDLE_TIMEOUT_MS",
@@ -292,6 +293,11 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     tls: certFile !== undefined && keyFile !== undefined ? { certFile, keyFile } : undefined,
     log: { level, pretty: bool("SQLGATE_LOG_PRETTY") },
   };
+  if (config.mysql.connectTimeoutMs >= config.mysql.acquireTimeoutMs) {
+    problems.push(
+      "SQLGATE_MYSQL_CONNECT_TIMEOUT_MS must be below SQLGATE_POOL_ACQUIRE_TIMEOUT_MS, or an unreachable MySQL looks like a full pool",
+    );
+  }
   if (config.limits.defaultTimeoutMs > config.limits.maxTimeoutMs) {
     problems.push("SQLGATE_DEFAULT_TIMEOUT_MS must not exceed SQLGATE_MAX_TIMEOUT_MS");
   }

@@ -375,6 +375,17 @@ describe("result limits", () => {
   const ids = (rows: readonly { values: readonly { kind: { value?: unknown } }[] }[]) =>
     rows.map((row) => row.values[0]?.kind.value);
 
+  test("a write cut at maxRows still completes: DELETE ... RETURNING", async (t) => {
+    const { client, rowCount } = await tenRows(t, {});
+    const cut = await client.execute({
+      sql: "DELETE FROM t RETURNING id",
+      options: { maxRows: 3 },
+    });
+    assert.equal(cut.rows.length, 3);
+    assert.equal(cut.truncated, true);
+    assert.equal(await rowCount(), 0, "every row was deleted, not only the ones returned");
+  });
+
   test("SQLGATE_MAX_ROWS cuts a result and marks it truncated", async (t) => {
     const { client } = await tenRows(t, { SQLGATE_MAX_ROWS: "5" });
     const cut = await client.execute({ sql: "SELECT id FROM t ORDER BY id" });

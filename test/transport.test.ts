@@ -8,6 +8,7 @@ import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
 import http2 from "node:http2";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { describe, test } from "node:test";
@@ -141,6 +142,17 @@ describe("close()", () => {
     await gateway.app.close();
     assert.ok(Date.now() - started < 2000, `close() took ${Date.now() - started} ms`);
     await sessionClosed;
+  });
+
+  test("a connection that never sends a byte does not hold up close()", async (t) => {
+    const gateway = await startGateway({ after: () => {} }, serverUrl());
+    t.after(() => gateway.db.close());
+    const silent = net.connect(gateway.port, "127.0.0.1");
+    silent.on("error", () => {});
+    await new Promise((resolve) => silent.once("connect", resolve));
+    const started = Date.now();
+    await gateway.app.close();
+    assert.ok(Date.now() - started < 2000, `close() took ${Date.now() - started} ms`);
   });
 
   test("lets an in-flight call finish, over HTTP/2 and HTTP/1.1", async (t) => {

@@ -31,6 +31,11 @@ export interface StatementLimits {
   readonly maxResponseBytes: number;
   /** The statement's time limit. */
   readonly timeoutMs: number;
+  /**
+   * Whether a result cut at maxRows may be stopped with KILL QUERY. Only for
+   * plain reads: killing `DELETE ... RETURNING` would undo the delete.
+   */
+  readonly killToTruncate: boolean;
 }
 
 export interface StatementResult {
@@ -261,8 +266,9 @@ export function executeStatement(
       onRow(cells) {
         if (columns === undefined || running?.stopping) return;
         if (rows.length >= limits.maxRows) {
+          // Past the limit, a read is stopped; a write's rows are read and dropped.
           truncated = true;
-          running?.stop(undefined);
+          if (limits.killToTruncate) running?.stop(undefined);
           return;
         }
         const kinds = columns.kindsOf(cells);

@@ -137,6 +137,7 @@ export function createSqlExecutor(db: Database, limits: ExecutorLimits): SqlExec
         maxRows: Math.min(call.maxRows || limits.maxRows, limits.maxRows),
         maxResponseBytes,
         timeoutMs,
+        killToTruncate: statement.isRead,
       },
       call.signal,
     );
@@ -259,12 +260,18 @@ interface BoundStatement {
   readonly sql: string;
   readonly values: unknown[];
   readonly sessionEffect: SessionEffect;
+  readonly isRead: boolean;
 }
 
 /** Checks `input` before any connection is taken for it. */
 function bindStatement(input: StatementInput): BoundStatement {
   const text = parseSqlText(input.sql);
-  return { sql: text.sql, values: bindValues(text, input), sessionEffect: text.sessionEffect };
+  return {
+    sql: text.sql,
+    values: bindValues(text, input),
+    sessionEffect: text.sessionEffect,
+    isRead: text.isRead,
+  };
 }
 
 /** The state a connection is in after `statements` ran without error. */

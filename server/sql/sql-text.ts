@@ -28,7 +28,20 @@ export interface SqlText {
   readonly names: readonly string[] | undefined;
   /** What the statement may leave on a pooled connection for the next caller. */
   readonly sessionEffect: SessionEffect;
+  /** A plain read (SELECT, SHOW, ...): stopping it early undoes nothing. */
+  readonly isRead: boolean;
 }
+
+/** First words of statements that only read. */
+const readFirstWords = new Set([
+  "SELECT",
+  "SHOW",
+  "DESCRIBE",
+  "DESC",
+  "EXPLAIN",
+  "VALUES",
+  "TABLE",
+]);
 
 /** First words of statements that change the session's state. */
 const statefulFirstWords = new Set([
@@ -192,9 +205,10 @@ function scan(text: string): SqlText {
       : stateful || statefulFirstWords.has(firstWord ?? "")
         ? "reset"
         : "none";
+  const isRead = readFirstWords.has(firstWord ?? "");
   return names.length > 0
-    ? { sql, placeholderCount: names.length, names, sessionEffect }
-    : { sql, placeholderCount: positional, names: undefined, sessionEffect };
+    ? { sql, placeholderCount: names.length, names, sessionEffect, isRead }
+    : { sql, placeholderCount: positional, names: undefined, sessionEffect, isRead };
 }
 
 function hasCodeAfter(text: string, start: number): boolean {

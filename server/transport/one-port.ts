@@ -58,6 +58,8 @@ export function createOnePortServer(
   };
   let closing = false;
   let reaper: NodeJS.Timeout | undefined;
+  /** Sockets that have not sent their first bytes yet: neither server owns them. */
+  const sniffing = new Set<net.Socket>();
 
   let server: net.Server;
   let closeIdleHttp1: () => void;
@@ -73,7 +75,7 @@ export function createOnePortServer(
     h2.on("session", trackSession);
     closeIdleHttp1 = () => h1.closeIdleConnections();
     stopHttp1 = () => h1.close();
-    server = net.createServer((socket) => sniff(socket, h1, h2));
+    server = net.createServer((socket) => sniff(socket, h1, h2, sniffing));
   } else {
     const secure = http2.createSecureServer(
       {
@@ -99,6 +101,7 @@ export function createOnePortServer(
   onePort.closeHttp2Sessions = closeHttp2Sessions;
   onePort.closeIdleConnections = () => {
     closing = true;
+    for (const socket of sniffing) socket.destroy();
     closeIdleHttp1();
     closeHttp2Sessions();
     // Busy HTTP/1.1 connections turn idle when their response ends: reap them
@@ -112,8 +115,19 @@ export function createOnePortServer(
   return onePort;
 }
 
+/** How long a new connection may stay silent before it is closed. */
+const sniffTimeoutMs = 10_000;
+
 /** Hands `socket` to the HTTP/2 server if it starts with the preface, else to HTTP/1.1. */
-function sniff(socket: net.Socket, h1: http.Server, h2: http2.Http2Server): void {
+function sniff(
+  socket: net.Socket,
+  h1: http.Server,
+  h2: http2.Http2Server,
+  sniffing: Set<net.Socket>,
+): void {
+  sniffing.add(socket);
+  socket.setTimeout(sniffTimeoutMs, () => socket.destroy());
+  socket.once("close", () => sniffing.delete(socket));
   let head: Buffer = Buffer.alloc(0);
   const onData = (chunk: Buffer) => {
     head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
@@ -122,6 +136,8 @@ function sniff(socket: net.Socket, h1: http.Server, h2: http2.Http2Server): void
     if (couldBeHttp2 && head.length < preface.length) return; // need more bytes
     socket.off("data", onData);
     socket.off("error", onError);
+    sniffing.delete(socket);
+    socket.setTimeout(0);
     socket.pause();
     socket.unshift(head);
     // Both servers take the bytes already read from the socket's buffer. The
