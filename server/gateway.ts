@@ -68,9 +68,15 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
     app,
     db,
     async close() {
-      await app.close();
-      await sessions.close();
-      await db.close();
+      try {
+        await app.close();
+      } finally {
+        try {
+          await sessions.close();
+        } finally {
+          await db.close();
+        }
+      }
     },
   };
 }

@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { type Config, ConfigError, loadConfig } from "./config.js";
 import { type EmbeddedMysql, startEmbeddedMysql } from "./devdb/embedded-mysql.js";
-import { createGateway } from "./gateway.js";
+import { createGateway, type Gateway } from "./gateway.js";
 import type { Database } from "./mysql/database.js";
 import { createLogger, type Logger } from "./observability/logger.js";
 
@@ -32,53 +32,104 @@ async function waitForMysql(db: Database, timeoutMs: number, logger: Logger): Pr
   }
 }
 
+/** How long shutdown waits for in-flight calls before closing what is left. */
+const shutdownGraceMs = 30_000;
+
 async function main(config: Config): Promise<void> {
   const logger = createLogger(config.log);
   let embedded: EmbeddedMysql | undefined;
-  let url = config.mysql.url;
-  if (url === undefined) {
-    embedded = await startEmbeddedMysql({
-      dataDir: config.dataDir,
-      log: (message) => logger.info(message),
-    });
-    url = embedded.url;
-    logger.info(
-      {
-        socket: embedded.socketPath,
-        port: embedded.port,
-        database: embedded.database,
-        connect: `mariadb -S ${embedded.socketPath} -uroot ${embedded.database}`,
-      },
-      "embedded database started",
-    );
-  }
+  let gateway: Gateway | undefined;
+  let stopping: string | undefined;
 
-  const tls =
-    config.tls === undefined
-      ? undefined
-      : { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) };
-  const gateway = await createGateway(config, { mysqlUrl: url, logger, tls });
-  await waitForMysql(gateway.db, config.mysql.startupTimeoutMs, logger);
-  await gateway.app.listen({ host: config.listen.host, port: config.listen.port });
-  const address = gateway.app.server.address() as AddressInfo;
-  const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
-  logger.info(
-    { mysql: gateway.db.target, tls: tls !== undefined },
-    `sqlgate listening on ${tls ? "https" : "http"}://${host}:${address.port}`,
-  );
-
-  let stopping = false;
-  const shutdown = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, "shutting down");
-    await gateway.close();
-    await embedded?.stop();
+  /** Stops whatever has started so far; every step runs even if one fails. */
+  const stop = async (): Promise<void> => {
+    const steps: [string, (() => Promise<void>) | undefined][] = [
+      [
+        "gateway",
+        gateway && (() => withDeadline(gateway?.close() ?? Promise.resolve(), shutdownGraceMs)),
+      ],
+      ["embedded database", embedded?.stop],
+    ];
+    for (const [name, step] of steps) {
+      try {
+        await step?.();
+      } catch (err) {
+        logger.error({ err }, `stopping the ${name} failed`);
+      }
+    }
+  };
+  const stopAndExit = async () => {
+    await stop();
     logger.info("stopped");
     process.exit(0);
   };
-  process.on("SIGTERM", () => void shutdown("SIGTERM"));
-  process.on("SIGINT", () => void shutdown("SIGINT"));
+  let started = false;
+  const onSignal = (signal: string) => {
+    if (stopping !== undefined) return;
+    stopping = signal;
+    logger.info({ signal }, "shutting down");
+    // During start-up, the start-up code stops at its next step.
+    if (started) void stopAndExit();
+  };
+  // Installed first, so that a signal during start-up also stops the embedded server.
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
+  process.on("SIGINT", () => onSignal("SIGINT"));
+
+  try {
+    let url = config.mysql.url;
+    if (url === undefined) {
+      embedded = await startEmbeddedMysql({
+        dataDir: config.dataDir,
+        log: (message) => logger.info(message),
+      });
+      url = embedded.url;
+      logger.info(
+        {
+          socket: embedded.socketPath,
+          port: embedded.port,
+          database: embedded.database,
+          connect: `mariadb -S ${embedded.socketPath} -uroot ${embedded.database}`,
+        },
+        "embedded database started",
+      );
+    }
+    if (stopping !== undefined) return await stopAndExit();
+
+    const tls =
+      config.tls === undefined
+        ? undefined
+        : { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) };
+    gateway = await createGateway(config, { mysqlUrl: url, logger, tls });
+    await waitForMysql(gateway.db, config.mysql.startupTimeoutMs, logger);
+    if (stopping !== undefined) return await stopAndExit();
+    await gateway.app.listen({ host: config.listen.host, port: config.listen.port });
+    const address = gateway.app.server.address() as AddressInfo;
+    const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+    logger.info(
+      { mysql: gateway.db.target, tls: tls !== undefined },
+      `sqlgate listening on ${tls ? "https" : "http"}://${host}:${address.port}`,
+    );
+    started = true;
+    if (stopping !== undefined) await stopAndExit();
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** `promise`, or a rejection after `ms`. */
+async function withDeadline(promise: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`not done after ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 let config: Config;

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
@@ -112,4 +112,44 @@ test("a configuration error is reported in full and exits 2", async () => {
       return true;
     },
   );
+});
+
+test("SIGTERM during start-up stops the embedded database too", async (t) => {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), "sqlgate-main-"));
+  t.after(() => rmSync(dataDir, { recursive: true, force: true }));
+  const child = spawn(process.execPath, ["--import", "tsx", "server/main.ts"], {
+    env: {
+      ...process.env,
+      SQLGATE_MYSQL_URL: "",
+      SQLGATE_DATA_DIR: dataDir,
+      SQLGATE_LISTEN: "127.0.0.1:0",
+    },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  t.after(() => child.kill("SIGKILL"));
+  await waitForLog(child, /initialising a new embedded database/, 60_000);
+  const exited = new Promise<number | null>((resolve) =>
+    child.once("exit", (code) => resolve(code)),
+  );
+  child.kill("SIGTERM");
+  assert.equal(await exited, 0);
+  const pidFile = path.join(dataDir, "mysql", "mysqld.pid");
+  if (existsSync(pidFile)) {
+    assert.equal(
+      isAlive(Number(readFileSync(pidFile, "utf8"))),
+      false,
+      "no database server left running",
+    );
+  }
+  const running = readdirSync("/proc")
+    .filter((name) => /^\d+$/.test(name))
+    .filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(`--datadir=${dataDir}`);
+      } catch {
+        return false; // the process ended while we looked
+      }
+    })
+    .join(",");
+  assert.equal(running, "", "no mariadbd for this data directory");
 });

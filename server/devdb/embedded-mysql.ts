@@ -104,11 +104,25 @@ async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
   return !isAlive(pid);
 }
 
+/** Whether process `pid` is a MariaDB/MySQL server on `dataDir` (not a reused pid). */
+function isOurServer(pid: number, dataDir: string): boolean {
+  try {
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+    return /mariadbd|mysqld/.test(cmdline) && cmdline.includes(`--datadir=${dataDir}`);
+  } catch {
+    return false;
+  }
+}
+
 /** A server left running by a gateway that was killed: stop it before starting ours. */
-async function stopLeftover(pidFile: string, log: (m: string) => void): Promise<void> {
+async function stopLeftover(
+  pidFile: string,
+  dataDir: string,
+  log: (m: string) => void,
+): Promise<void> {
   if (!existsSync(pidFile)) return;
   const pid = Number(readFileSync(pidFile, "utf8").trim());
-  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return;
+  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid) || !isOurServer(pid, dataDir)) return;
   log(`stopping a leftover embedded database server (pid ${pid})`);
   process.kill(pid, "SIGTERM");
   if (!(await waitForExit(pid, 30_000))) process.kill(pid, "SIGKILL");
@@ -180,7 +194,7 @@ export async function startEmbeddedMysql(options: EmbeddedMysqlOptions): Promise
   const filesDir = path.join(dir, "files");
   const database = options.database ?? "sqlgate";
   mkdirSync(filesDir, { recursive: true });
-  await stopLeftover(pidFile, log);
+  await stopLeftover(pidFile, dataDir, log);
   if (!existsSync(path.join(dataDir, "mysql"))) await initialise(server, dataDir, log);
 
   const port = options.port ?? (await freePort());
