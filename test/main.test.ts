@@ -48,7 +48,8 @@ async function curlJson(url: string, body: unknown): Promise<unknown> {
   return JSON.parse(stdout);
 }
 
-test("npm start's gateway: embedded database, README examples, clean SIGTERM", async (t) => {
+/** The real entry point with no MySQL URL (so: the embedded database) in a fresh data directory. */
+function startMain(t: { after(fn: () => unknown): void }) {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), "sqlgate-main-"));
   t.after(() => rmSync(dataDir, { recursive: true, force: true }));
   const child = spawn(process.execPath, ["--import", "tsx", "server/main.ts"], {
@@ -61,6 +62,11 @@ test("npm start's gateway: embedded database, README examples, clean SIGTERM", a
     stdio: ["ignore", "pipe", "inherit"],
   });
   t.after(() => child.kill("SIGKILL"));
+  return { dataDir, child };
+}
+
+test("npm start's gateway: embedded database, README examples, clean SIGTERM", async (t) => {
+  const { dataDir, child } = startMain(t);
 
   const listening = await waitForLog(child, /sqlgate listening on/, 60_000);
   const baseUrl = /(http:\/\/[\d.]+:\d+)/.exec(listening)?.[1];
@@ -115,18 +121,7 @@ test("a configuration error is reported in full and exits 2", async () => {
 });
 
 test("SIGTERM during start-up stops the embedded database too", async (t) => {
-  const dataDir = mkdtempSync(path.join(os.tmpdir(), "sqlgate-main-"));
-  t.after(() => rmSync(dataDir, { recursive: true, force: true }));
-  const child = spawn(process.execPath, ["--import", "tsx", "server/main.ts"], {
-    env: {
-      ...process.env,
-      SQLGATE_MYSQL_URL: "",
-      SQLGATE_DATA_DIR: dataDir,
-      SQLGATE_LISTEN: "127.0.0.1:0",
-    },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  t.after(() => child.kill("SIGKILL"));
+  const { dataDir, child } = startMain(t);
   await waitForLog(child, /initialising a new embedded database/, 60_000);
   const exited = new Promise<number | null>((resolve) =>
     child.once("exit", (code) => resolve(code)),
