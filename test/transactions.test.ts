@@ -185,6 +185,21 @@ describe("transactions", () => {
     assert.deepEqual(rows, [{ name: "other" }]);
   });
 
+  test("a COMMIT or DDL sent through Execute ends the transaction and its token", async (t) => {
+    const { client, count } = await setup(t);
+    for (const ending of ["COMMIT", "CREATE TABLE other (id INT)"]) {
+      const { session } = await client.beginTransaction({});
+      await client.execute(insert(ending === "COMMIT" ? 1 : 2, session));
+      await client.execute({ sql: ending, session });
+      await assert.rejects(
+        client.execute(insert(3, session)),
+        expectCode(Code.FailedPrecondition, /ended MySQL's transaction/),
+      );
+    }
+    // MySQL committed both inserts; nothing ran afterwards in autocommit mode.
+    assert.equal(await count(), 2);
+  });
+
   test("calls on one transaction run one at a time, in the order they arrive", async (t) => {
     const { client, db } = await setup(t);
     await db.admin.query(

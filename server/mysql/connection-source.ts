@@ -9,10 +9,17 @@ import type { Database, PoolConnection } from "./database.js";
  * The state a lease's connection is given back in: `reuse` as is, `reset`
  * after statements that left session state behind (COM_RESET_CONNECTION
  * clears it), `reconnect` when its current database changed, `rolledBack` when
- * MySQL rolled back its open transaction (a deadlock), `broken` when it cannot
- * be trusted any more.
+ * MySQL rolled back its open transaction (a deadlock), `transactionEnded` when
+ * a statement ended it (COMMIT, ROLLBACK, or DDL, which commits implicitly),
+ * `broken` when it cannot be trusted any more.
  */
-export type ReleaseState = "reuse" | "reset" | "reconnect" | "rolledBack" | "broken";
+export type ReleaseState =
+  | "reuse"
+  | "reset"
+  | "reconnect"
+  | "rolledBack"
+  | "transactionEnded"
+  | "broken";
 
 export interface Lease {
   readonly conn: PoolConnection;
@@ -36,8 +43,9 @@ export function poolSource(db: Database): ConnectionSource {
         conn,
         inTransaction: false,
         release(state) {
-          if (state === "reuse" || state === "rolledBack") conn.release();
-          else if (state === "reset") resetThenRelease(conn);
+          if (state === "reuse" || state === "rolledBack" || state === "transactionEnded") {
+            conn.release();
+          } else if (state === "reset") resetThenRelease(conn);
           else conn.destroy();
         },
       };

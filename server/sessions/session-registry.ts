@@ -267,6 +267,12 @@ export function createSessionRegistry(
               if (state === "reconnect") session.reconnectAtEnd = true;
               if (state === "broken") {
                 void end(session, "its connection broke; MySQL rolled it back", "destroy");
+              } else if (state === "transactionEnded") {
+                void end(
+                  session,
+                  "a statement in it ended MySQL's transaction (COMMIT, ROLLBACK, or DDL, which commits implicitly)",
+                  "none",
+                );
               } else if (state === "rolledBack") {
                 // InnoDB has rolled the whole transaction back: carrying on
                 // would run the next statements in autocommit mode.

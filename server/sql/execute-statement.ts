@@ -48,6 +48,8 @@ export interface StatementResult {
   readonly truncated: boolean;
   /** Approximate encoded size of the rows. */
   readonly bytes: number;
+  /** MySQL reported no open transaction after the statement (it committed or rolled back). */
+  readonly outsideTransaction: boolean;
 }
 
 /** Stops a running statement by its connection's thread id. */
@@ -61,7 +63,11 @@ interface ResultSetHeader {
   readonly insertId: number | string;
   readonly warningStatus: number;
   readonly info: string;
+  readonly serverStatus: number;
 }
+
+/** SERVER_STATUS_IN_TRANS (include/mysql_com.h): a transaction is open. */
+const SERVER_STATUS_IN_TRANS = 1;
 
 /** mysql2's prepared statement handle; `columns` come from the PREPARE response. */
 interface PreparedStatement {
@@ -238,6 +244,9 @@ function summaryOf(header: ResultSetHeader | undefined) {
     lastInsertId: BigInt(header?.insertId ?? 0),
     warningCount: header?.warningStatus ?? 0,
     info: header?.info ?? "",
+    /** True when MySQL reports no open transaction after the statement (COMMIT, DDL). */
+    outsideTransaction:
+      header !== undefined && (header.serverStatus & SERVER_STATUS_IN_TRANS) === 0,
   };
 }
 

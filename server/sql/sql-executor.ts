@@ -84,6 +84,8 @@ const chunkBytes = 256 * 1024;
 const batchSavepoint = "sqlgate_batch";
 
 export function createSqlExecutor(db: Database, limits: ExecutorLimits): SqlExecutor {
+  /** Leases on which a statement left MySQL with no open transaction. */
+  const endedTransaction = new WeakSet<Lease>();
   /**
    * A statement's time limit: the tighter of `options.timeoutMs` and the
    * call's deadline, the default when it has neither, never past the maximum.
@@ -110,7 +112,9 @@ export function createSqlExecutor(db: Database, limits: ExecutorLimits): SqlExec
     let state = stateAfter(statements);
     try {
       if (await enterReadOnly(lease, call)) state = "reset";
-      return await fn(lease);
+      const result = await fn(lease);
+      if (lease.inTransaction && endedTransaction.has(lease)) state = "transactionEnded";
+      return result;
     } catch (err) {
       if (isFatal(err)) state = "broken";
       else if (endsTransaction(err)) state = "rolledBack";
@@ -141,6 +145,7 @@ export function createSqlExecutor(db: Database, limits: ExecutorLimits): SqlExec
       },
       call.signal,
     );
+    if (lease.inTransaction && result.outsideTransaction) endedTransaction.add(lease);
     return { ...result, mysqlUs: Math.round((performance.now() - started) * 1000) };
   };
 
