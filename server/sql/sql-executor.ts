@@ -45,7 +45,7 @@ export interface CallOptions {
 }
 
 export interface ExecutedStatement extends StatementResult {
-  /** Microseconds spent acquiring a connection and running the statement. */
+  /** Microseconds from sending the statement to MySQL to its complete result. */
   readonly mysqlUs: number;
 }
 
@@ -116,8 +116,7 @@ export function createSqlExecutor(db: Database, limits: ExecutorLimits): SqlExec
       if (lease.inTransaction && endedTransaction.has(lease)) state = "transactionEnded";
       return result;
     } catch (err) {
-      if (isFatal(err)) state = "broken";
-      else if (endsTransaction(err)) state = "rolledBack";
+      state = stateAfterError(err, state);
       throw err;
     } finally {
       lease.release(state);
@@ -202,7 +201,7 @@ export function createSqlExecutor(db: Database, limits: ExecutorLimits): SqlExec
       let state = stateAfter([statement]);
       if (
         await enterReadOnly(lease, call).catch((err) => {
-          lease.release(isFatal(err) ? "broken" : "reset");
+          lease.release(stateAfterError(err, "reset"));
           throw err;
         })
       ) {
@@ -233,13 +232,12 @@ export function createSqlExecutor(db: Database, limits: ExecutorLimits): SqlExec
           call.signal,
           (error) => {
             ended = true;
-            if (isFatal(error)) state = "broken";
+            if (error !== undefined) state = stateAfterError(error, state);
             if (call.signal?.aborted) release();
           },
         );
       } catch (err) {
-        if (isFatal(err)) state = "broken";
-        else if (endsTransaction(err)) state = "rolledBack";
+        state = stateAfterError(err, state);
         throw err;
       } finally {
         release();
@@ -277,6 +275,13 @@ function bindStatement(input: StatementInput): BoundStatement {
     sessionEffect: text.sessionEffect,
     isRead: text.isRead,
   };
+}
+
+/** The state a connection is in after `err`, given the state it would otherwise be in. */
+function stateAfterError(err: unknown, state: ReleaseState): ReleaseState {
+  if (isFatal(err)) return "broken";
+  if (endsTransaction(err)) return "rolledBack";
+  return state;
 }
 
 /** The state a connection is in after `statements` ran without error. */

@@ -122,7 +122,8 @@ export type Timing = Message<"sqlgate.v1.Timing"> & {
   serverUs: bigint;
 
   /**
-   * Microseconds spent waiting for MySQL (including connection acquisition).
+   * Microseconds from sending the statement to MySQL to its complete result
+   * (not counting the wait for a pooled connection).
    *
    * @generated from field: uint64 mysql_us = 2;
    */
