@@ -78,14 +78,17 @@ export const WriteRequestSchema: GenMessage<WriteRequest> = /*@__PURE__*/
  */
 export type WriteResponse = Message<"sqlgate.v1.WriteResponse"> & {
   /**
-   * Rows written (not counting duplicates).
+   * Rows applied under the conflict policy (inserted, updated, or kept by
+   * IGNORE), not counting the rows of a batch skipped as a duplicate. With
+   * BUFFERED durability: rows appended to the write-ahead log.
    *
    * @generated from field: uint64 rows_written = 1;
    */
   rowsWritten: bigint;
 
   /**
-   * Batches that held this call's rows.
+   * Batches that held this call's rows: MySQL transactions, or write-ahead log
+   * appends with BUFFERED durability.
    *
    * @generated from field: uint32 batches = 2;
    */
@@ -170,14 +173,14 @@ export const WriteStreamRequestSchema: GenMessage<WriteStreamRequest> = /*@__PUR
  */
 export type WriteStreamResponse = Message<"sqlgate.v1.WriteStreamResponse"> & {
   /**
-   * Rows written (not counting duplicates).
+   * Rows applied, as in WriteResponse, summed over the stream's chunks.
    *
    * @generated from field: uint64 rows_written = 1;
    */
   rowsWritten: bigint;
 
   /**
-   * Batches written.
+   * Batches that held the stream's rows, as in WriteResponse.
    *
    * @generated from field: uint32 batches = 2;
    */
