@@ -41,6 +41,20 @@ export interface TransactionsConfig {
   readonly nodeUrl: string | undefined;
 }
 
+export interface IngestConfig {
+  /** Batches written at once, each on its own connection. */
+  readonly connections: number;
+  readonly maxBatchRows: number;
+  readonly maxBatchBytes: number;
+  readonly maxDelayMs: number;
+  readonly bufferBytes: number;
+  readonly keyRetentionMs: number;
+  readonly logSegmentBytes: number;
+  readonly logMaxBytes: number;
+  /** Where the gateway's own tables live; undefined: the URL's database, else `sqlgate`. */
+  readonly internalDatabase: string | undefined;
+}
+
 export interface TlsConfig {
   readonly certFile: string;
   readonly keyFile: string;
@@ -57,6 +71,7 @@ export interface Config {
   readonly mysql: MysqlConfig;
   readonly limits: LimitsConfig;
   readonly transactions: TransactionsConfig;
+  readonly ingest: IngestConfig;
   readonly tls: TlsConfig | undefined;
   readonly log: LogConfig;
 }
@@ -85,7 +100,8 @@ export const settings: readonly Setting[] = [
   {
     name: "SQLGATE_DATA_DIR",
     defaultValue: ".sqlgate",
-    description: "Directory for the gateway's own state (the embedded database's files).",
+    description:
+      "Directory for the gateway's own state: the embedded database's files and the ingest write-ahead log. One gateway per directory.",
   },
   {
     name: "SQLGATE_POOL_SIZE",
@@ -171,6 +187,59 @@ export const settings: readonly Setting[] = [
     name: "SQLGATE_NODE_URL",
     defaultValue: "(unset: a random name per process)",
     description: "This replica's name in the transaction tokens it issues.",
+  },
+  {
+    name: "SQLGATE_INGEST_CONNECTIONS",
+    defaultValue: "4",
+    description:
+      "Ingest batches (group commit) written at once, each on a MySQL connection of its own; the pool holds two more, for the write-ahead log's flusher and upkeep.",
+  },
+  {
+    name: "SQLGATE_INGEST_MAX_BATCH_ROWS",
+    defaultValue: "10000",
+    description: "Most rows in one ingest batch (one transaction).",
+  },
+  {
+    name: "SQLGATE_INGEST_MAX_BATCH_BYTES",
+    defaultValue: "4194304",
+    description:
+      "Most SQL text in one ingest batch (4 MiB); its INSERTs are also kept under MySQL's `max_allowed_packet`.",
+  },
+  {
+    name: "SQLGATE_INGEST_MAX_DELAY_MS",
+    defaultValue: "2",
+    description:
+      "How long a Write's rows may wait for other calls' rows to share their batch (none when no batch is in flight).",
+  },
+  {
+    name: "SQLGATE_INGEST_BUFFER_BYTES",
+    defaultValue: "67108864",
+    description:
+      "Memory for rows queued or being written (64 MiB). Past it calls wait, and fail with `resource_exhausted` at their deadline.",
+  },
+  {
+    name: "SQLGATE_INGEST_KEY_RETENTION_MS",
+    defaultValue: "86400000",
+    description:
+      "How long an idempotency key is remembered (24 h): a retry within it is acknowledged as a duplicate.",
+  },
+  {
+    name: "SQLGATE_INGEST_LOG_SEGMENT_BYTES",
+    defaultValue: "67108864",
+    description:
+      "Size of one write-ahead log segment file (BUFFERED durability) under `SQLGATE_DATA_DIR/ingest-log`.",
+  },
+  {
+    name: "SQLGATE_INGEST_LOG_MAX_BYTES",
+    defaultValue: "1073741824",
+    description:
+      "Cap on the write-ahead log (1 GiB). When full, BUFFERED calls wait, and fail with `resource_exhausted` at their deadline.",
+  },
+  {
+    name: "SQLGATE_INTERNAL_DATABASE",
+    defaultValue: "(unset: the URL's database, else `sqlgate`)",
+    description:
+      "Database for the gateway's own tables (idempotency keys, log bookkeeping), created at start-up under a MySQL named lock.",
   },
   {
     name: "SQLGATE_TLS_CERT",
@@ -290,6 +359,17 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       tokenSecrets,
       nodeUrl: env.SQLGATE_NODE_URL || undefined,
     },
+    ingest: {
+      connections: int("SQLGATE_INGEST_CONNECTIONS", 1, 1000),
+      maxBatchRows: int("SQLGATE_INGEST_MAX_BATCH_ROWS", 1),
+      maxBatchBytes: int("SQLGATE_INGEST_MAX_BATCH_BYTES", 1024, 2 ** 30),
+      maxDelayMs: int("SQLGATE_INGEST_MAX_DELAY_MS", 0, 60_000),
+      bufferBytes: int("SQLGATE_INGEST_BUFFER_BYTES", 1024),
+      keyRetentionMs: int("SQLGATE_INGEST_KEY_RETENTION_MS", 1000),
+      logSegmentBytes: int("SQLGATE_INGEST_LOG_SEGMENT_BYTES", 4096, 2 ** 31 - 1),
+      logMaxBytes: int("SQLGATE_INGEST_LOG_MAX_BYTES", 4096),
+      internalDatabase: env.SQLGATE_INTERNAL_DATABASE || undefined,
+    },
     tls: certFile !== undefined && keyFile !== undefined ? { certFile, keyFile } : undefined,
     log: { level, pretty: bool("SQLGATE_LOG_PRETTY") },
   };
@@ -300,6 +380,9 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
   }
   if (config.limits.defaultTimeoutMs > config.limits.maxTimeoutMs) {
     problems.push("SQLGATE_DEFAULT_TIMEOUT_MS must not exceed SQLGATE_MAX_TIMEOUT_MS");
+  }
+  if (config.ingest.logMaxBytes < config.ingest.logSegmentBytes) {
+    problems.push("SQLGATE_INGEST_LOG_MAX_BYTES must be at least SQLGATE_INGEST_LOG_SEGMENT_BYTES");
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return deepFreeze(config);

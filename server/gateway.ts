@@ -6,6 +6,7 @@
 import { randomBytes } from "node:crypto";
 import { type App, buildApp } from "./app.js";
 import type { Config } from "./config.js";
+import { createIngest, type Ingest } from "./ingest/ingest.js";
 import { poolSource } from "./mysql/connection-source.js";
 import { createDatabase, type Database } from "./mysql/database.js";
 import type { Logger } from "./observability/logger.js";
@@ -17,7 +18,13 @@ import { createSqlExecutor } from "./sql/sql-executor.js";
 export interface Gateway {
   readonly app: App;
   readonly db: Database;
-  /** Stops serving (draining in-flight calls), then closes the pool. */
+  readonly ingest: Ingest;
+  /**
+   * What needs MySQL before serving: the internal tables (under a named lock)
+   * and the replay of the ingest log. Call once MySQL answers, before listening.
+   */
+  start(): Promise<void>;
+  /** Stops serving (draining in-flight calls), flushes ingest, then closes the pools. */
   close(): Promise<void>;
 }
 
@@ -28,11 +35,23 @@ export interface GatewayOptions {
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer } | undefined;
 }
 
+/** At shutdown, how long the ingest log may take to reach MySQL; the rest waits for the next start. */
+const ingestDrainMs = 10_000;
+
 export async function createGateway(config: Config, options: GatewayOptions): Promise<Gateway> {
   const db = createDatabase({
     ...config.mysql,
     transactionPoolSize: config.transactions.maxOpen,
+    // Group-commit batches, plus one for the log flusher and one for upkeep.
+    ingestPoolSize: config.ingest.connections + 2,
     url: options.mysqlUrl,
+  });
+  const ingest = createIngest({
+    db,
+    config: config.ingest,
+    dataDir: config.dataDir,
+    logger: options.logger,
+    lockTimeoutMs: config.mysql.startupTimeoutMs,
   });
   const sessions = createSessionRegistry(db, {
     ...config.transactions,
@@ -51,6 +70,8 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
     pool: poolSource(db),
     sessions,
     acquireTimeoutMs: config.mysql.acquireTimeoutMs,
+    ingest,
+    defaultTimeoutMs: config.limits.defaultTimeoutMs,
   };
   if (config.transactions.tokenSecrets.length === 0) {
     options.logger.info(
@@ -67,12 +88,14 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
   return {
     app,
     db,
+    ingest,
+    start: () => ingest.start(),
     async close() {
       try {
         await app.close();
       } finally {
         try {
-          await sessions.close();
+          await Promise.all([sessions.close(), ingest.close(ingestDrainMs)]);
         } finally {
           await db.close();
         }

@@ -102,6 +102,8 @@ async function main(config: Config): Promise<void> {
     gateway = await createGateway(config, { mysqlUrl: url, logger, tls });
     await waitForMysql(gateway.db, config.mysql.startupTimeoutMs, logger);
     if (stopping !== undefined) return await stopAndExit();
+    await gateway.start();
+    if (stopping !== undefined) return await stopAndExit();
     await gateway.app.listen({ host: config.listen.host, port: config.listen.port });
     const address = gateway.app.server.address() as AddressInfo;
     const host = address.family === "IPv6" ? `[${address.address}]` : address.address;

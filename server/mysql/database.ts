@@ -21,6 +21,8 @@ export interface DatabaseOptions {
   readonly acquireTimeoutMs: number;
   readonly connectTimeoutMs: number;
   readonly idleTimeoutMs: number;
+  /** Connections for ingest batches (group commit, log flushing). */
+  readonly ingestPoolSize: number;
 }
 
 export interface Database {
@@ -36,6 +38,14 @@ export interface Database {
   acquire(timeoutMs: number): Promise<PoolConnection>;
   /** A connection to pin for an interactive transaction, from its own pool. */
   acquireForTransaction(timeoutMs: number): Promise<PoolConnection>;
+  /**
+   * A connection for ingest batches, from their own pool: bulk writes never
+   * wait behind queries, nor queries behind them. Its session runs without
+   * NO_BACKSLASH_ESCAPES, which ingest's SQL literals rely on.
+   */
+  acquireForIngest(timeoutMs: number): Promise<PoolConnection>;
+  /** A small read query (schema lookups) on the control pool, rows as arrays. */
+  queryRows(sql: string, params: readonly unknown[], timeoutMs: number): Promise<unknown[][]>;
   /** Stops the statement running on connection `threadId` (the connection stays). */
   killQuery(threadId: number): Promise<void>;
   /** Resolves when MySQL answers a ping within `timeoutMs`. */
@@ -109,6 +119,16 @@ export function createDatabase(options: DatabaseOptions): Database {
   // get their own pool: open transactions never starve single statements.
   const transactions = createPool(options.transactionPoolSize, 0);
   const control = createPool(2, 1);
+  const ingest = createPool(options.ingestPoolSize, options.ingestPoolSize);
+  ingest.on("connection", (conn) => {
+    // Queued ahead of any caller's statement on this new connection.
+    conn.query(
+      "SET SESSION sql_mode = REPLACE(@@SESSION.sql_mode, 'NO_BACKSLASH_ESCAPES', '')",
+      (err) => {
+        if (err) conn.destroy();
+      },
+    );
+  });
 
   const acquireFrom = (pool: Pool, size: number, setting: string, timeoutMs: number) =>
     new Promise<PoolConnection>((resolve, reject) => {
@@ -150,11 +170,20 @@ export function createDatabase(options: DatabaseOptions): Database {
       acquireFrom(statements, options.poolSize, "SQLGATE_POOL_SIZE", timeoutMs),
     acquireForTransaction: (timeoutMs) =>
       acquireFrom(transactions, options.transactionPoolSize, "SQLGATE_MAX_TRANSACTIONS", timeoutMs),
+    acquireForIngest: (timeoutMs) =>
+      acquireFrom(ingest, options.ingestPoolSize, "SQLGATE_INGEST_CONNECTIONS", timeoutMs),
+    queryRows: (sql, params, timeoutMs) =>
+      new Promise((resolve, reject) => {
+        control.query(
+          { sql, values: params as unknown[], timeout: timeoutMs, rowsAsArray: true },
+          (err, rows) => (err ? reject(connectErrorFromMysql(err)) : resolve(rows as unknown[][])),
+        );
+      }),
     killQuery: (threadId) => onControl(`KILL QUERY ${Number(threadId)}`, options.connectTimeoutMs),
     ping: (timeoutMs) => onControl("SELECT 1", timeoutMs),
     close: async () => {
       await Promise.allSettled(
-        [statements, transactions, control].map((pool) => pool.promise().end()),
+        [statements, transactions, control, ingest].map((pool) => pool.promise().end()),
       );
     },
   };

@@ -5,6 +5,7 @@
  * `internal` instead of crashing.
  */
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
+import type { Ingest } from "../ingest/ingest.js";
 import type { ConnectionSource } from "../mysql/connection-source.js";
 import type { SessionRegistry } from "../sessions/session-registry.js";
 import type { SqlExecutor } from "../sql/sql-executor.js";
@@ -17,6 +18,9 @@ export interface GatewayCore {
   readonly sessions: SessionRegistry;
   /** How long transaction calls without a deadline wait for their turn or a connection. */
   readonly acquireTimeoutMs: number;
+  readonly ingest: Ingest;
+  /** The deadline of a call that gives none (SQLGATE_DEFAULT_TIMEOUT_MS). */
+  readonly defaultTimeoutMs: number;
 }
 
 export const kGatewayCore = createContextKey<GatewayCore | undefined>(undefined, {

@@ -1,0 +1,346 @@
+/**
+ * Bulk ingestion, put together: calls are checked against the schema, their
+ * rows rendered once, then either merged with other calls' rows into large
+ * transactions (COMMITTED: group-commit.ts) or appended to the durable log
+ * and acknowledged at once (BUFFERED: the log flusher writes them later).
+ * Start-up creates the internal tables and replays what the log still holds.
+ */
+import path from "node:path";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Row } from "../../gen/sqlgate/v1/value_pb.js";
+import type { IngestConfig } from "../config.js";
+import type { Database } from "../mysql/database.js";
+import type { Logger } from "../observability/logger.js";
+import { createBatchWriter } from "./batch-writer.js";
+import {
+  type AcquireConnection,
+  type CallDeadline,
+  createGroupCommit,
+  type GroupCommit,
+  roomWaitMs,
+} from "./group-commit.js";
+import { type ConflictPolicy, createTargetCatalog, type IngestTarget } from "./ingest-target.js";
+import {
+  ensureInternalTables,
+  type InternalTables,
+  internalTables,
+  purgeExpiredKeys,
+} from "./internal-tables.js";
+import type { IngestLog } from "./log/ingest-log.js";
+import { encodeLogRecord } from "./log/log-record.js";
+import { openSegmentLog } from "./log/segment-log.js";
+import { createLogFlusher, type LogFlusher } from "./log-flusher.js";
+import { renderRows } from "./sql-literal.js";
+
+export type Durability = "committed" | "buffered";
+
+export interface WriteInput {
+  readonly table: string;
+  readonly columns: readonly string[];
+  readonly rows: readonly Row[];
+  /** Empty: none. */
+  readonly idempotencyKey: string;
+  readonly durability: Durability;
+  readonly onConflict: ConflictPolicy;
+}
+
+export interface WriteResult {
+  rowsWritten: number;
+  batches: number;
+  duplicateBatches: number;
+}
+
+/** A chunk of a stream: empty table/columns and undefined policies repeat the previous chunk's. */
+export interface StreamChunk {
+  readonly table: string;
+  readonly columns: readonly string[];
+  readonly rows: readonly Row[];
+  readonly idempotencyKey: string;
+  readonly durability: Durability | undefined;
+  readonly onConflict: ConflictPolicy | undefined;
+}
+
+export interface IngestStats {
+  readonly bufferedBytes: number;
+  readonly queuedParts: number;
+  readonly batchesInFlight: number;
+  /** Group-commit transactions committed since start. */
+  readonly batches: number;
+  readonly logBytes: number;
+  readonly logRecords: number;
+  /** Age of the oldest record not yet in MySQL, in seconds (0 when none). */
+  readonly logLagSeconds: number;
+  readonly rejectedRecords: number;
+}
+
+export interface Ingest {
+  /** Creates the internal tables (under a MySQL named lock), opens the log, starts flushing it. */
+  start(): Promise<void>;
+  write(input: WriteInput, deadline: CallDeadline): Promise<WriteResult>;
+  /** Writes chunks as they arrive, several in flight; one summary at the end. */
+  writeStream(chunks: AsyncIterable<StreamChunk>, deadline: CallDeadline): Promise<WriteResult>;
+  stats(): IngestStats;
+  /** Lets queued batches finish and drains the log for up to `drainMs`, then stops. */
+  close(drainMs: number): Promise<void>;
+}
+
+export interface IngestOptions {
+  readonly db: Database;
+  readonly config: IngestConfig;
+  /** The gateway's data directory; the log lives in its `ingest-log`. */
+  readonly dataDir: string;
+  readonly logger: Logger;
+  /** How long start-up waits for another replica holding the schema lock. */
+  readonly lockTimeoutMs: number;
+}
+
+/** Chunks of one WriteStream in flight at once: enough to keep batches full. */
+const streamWindow = 32;
+/** Longest idempotency key (the key column is VARBINARY(255)). */
+const maxKeyBytes = 255;
+
+export function createIngest(options: IngestOptions): Ingest {
+  const { db, config, logger } = options;
+  const tables: InternalTables = internalTables(
+    config.internalDatabase ?? (db.databaseName || "sqlgate"),
+  );
+  const catalog = createTargetCatalog(
+    (sql, params) => db.queryRows(sql, params, 10_000),
+    db.databaseName,
+  );
+  const acquire: AcquireConnection = async () => {
+    const conn = await db.acquireForIngest(60_000);
+    return { conn, release: (broken) => (broken ? conn.destroy() : conn.release()) };
+  };
+  let maxStatementBytes = config.maxBatchBytes;
+  let groupCommit: GroupCommit | undefined;
+  let log: IngestLog | undefined;
+  let flusher: LogFlusher | undefined;
+  let upkeep: NodeJS.Timeout | undefined;
+
+  const started = () => {
+    if (groupCommit === undefined || log === undefined) {
+      throw new ConnectError("ingestion is not started", Code.Unavailable);
+    }
+    return { groupCommit, log };
+  };
+
+  const prepare = async (input: WriteInput) => {
+    if (Buffer.byteLength(input.idempotencyKey) > maxKeyBytes) {
+      throw new ConnectError(
+        `idempotency_key is longer than ${maxKeyBytes} bytes`,
+        Code.InvalidArgument,
+      );
+    }
+    const target = await catalog.resolve(input.table, input.columns, input.onConflict);
+    const overhead =
+      Buffer.byteLength(target.insertPrefix) + Buffer.byteLength(target.insertSuffix);
+    const rows = renderRows(
+      input.rows,
+      target.columns,
+      Math.max(1024, (maxStatementBytes - overhead) >> 1),
+    );
+    if (rows.longestRowBytes + overhead > maxStatementBytes) {
+      throw new ConnectError(
+        `a row of ${rows.longestRowBytes} bytes does not fit in one INSERT of at most ${maxStatementBytes} bytes (MySQL's max_allowed_packet and SQLGATE_INGEST_MAX_BATCH_BYTES)`,
+        Code.InvalidArgument,
+      );
+    }
+    return { target, rows };
+  };
+
+  const write = async (input: WriteInput, deadline: CallDeadline): Promise<WriteResult> => {
+    const { groupCommit, log } = started();
+    const { target, rows } = await prepare(input);
+    const key = input.idempotencyKey === "" ? undefined : input.idempotencyKey;
+    if (input.durability === "buffered") {
+      const record = encodeLogRecord(target, rows, key);
+      // Near full, the wait for room ends a little before the deadline (see roomWaitMs).
+      const nearFull = log.stats().bytes + record.length > config.logMaxBytes;
+      await log.append(
+        record,
+        nearFull
+          ? AbortSignal.any([deadline.signal, AbortSignal.timeout(roomWaitMs(deadline))])
+          : deadline.signal,
+      );
+      return { rowsWritten: rows.rowCount, batches: 1, duplicateBatches: 0 };
+    }
+    const result = await groupCommit.commit({ target, rows, idempotencyKey: key }, deadline);
+    return result.duplicate
+      ? { rowsWritten: 0, batches: 0, duplicateBatches: 1 }
+      : { rowsWritten: rows.rowCount, batches: 1, duplicateBatches: 0 };
+  };
+
+  const upkeepOnce = async () => {
+    const lease = await acquire();
+    let broken = true;
+    try {
+      const purged = await purgeExpiredKeys(lease.conn, tables, config.keyRetentionMs);
+      if (purged > 0) logger.debug({ purged }, "expired idempotency keys deleted");
+      if (log !== undefined) {
+        await new Promise<void>((resolve, reject) =>
+          lease.conn.query(
+            {
+              sql: `DELETE FROM ${tables.logApplied} WHERE log_id = ? AND last_seq < ?`,
+              values: [log?.logId, log?.firstSeq()],
+            },
+            (err) => (err ? reject(err) : resolve()),
+          ),
+        );
+      }
+      broken = false;
+    } finally {
+      lease.release(broken);
+    }
+  };
+
+  return {
+    async start() {
+      const lease = await acquire();
+      let broken = true;
+      try {
+        const [[packet]] = (await new Promise<unknown>((resolve, reject) =>
+          lease.conn.query(
+            { sql: "SELECT @@max_allowed_packet", rowsAsArray: true },
+            (err, rows) => (err ? reject(err) : resolve(rows)),
+          ),
+        )) as [[number | string]];
+        // Leave room for the packet header and the statement around the rows.
+        maxStatementBytes = Math.min(config.maxBatchBytes, Number(packet) - 1024);
+        await ensureInternalTables(lease.conn, tables, options.lockTimeoutMs);
+        broken = false;
+      } finally {
+        lease.release(broken);
+      }
+      const writer = createBatchWriter({
+        tables,
+        maxStatementBytes,
+        forgetTarget: (target: IngestTarget) => catalog.forget(target),
+      });
+      groupCommit = createGroupCommit(writer, acquire, {
+        ...config,
+        maxBatchBytes: Math.min(config.maxBatchBytes, maxStatementBytes),
+      });
+      const segmentLog = await openSegmentLog({
+        dir: path.join(options.dataDir, "ingest-log"),
+        segmentBytes: config.logSegmentBytes,
+        maxBytes: config.logMaxBytes,
+      });
+      log = segmentLog;
+      const { truncatedBytes, corruptSegments } = segmentLog.recovered;
+      if (truncatedBytes > 0 || corruptSegments.length > 0) {
+        logger.warn(
+          { truncatedBytes, corruptSegments },
+          "ingest log: a torn or corrupt tail was cut off",
+        );
+      }
+      flusher = createLogFlusher({
+        log: segmentLog,
+        catalog,
+        writer,
+        tables,
+        acquire,
+        maxBatchRows: config.maxBatchRows,
+        maxBatchBytes: Math.min(config.maxBatchBytes, maxStatementBytes),
+        logger,
+      });
+      await flusher.start();
+      const pending = segmentLog.nextSeq() - segmentLog.firstSeq();
+      if (pending > 0)
+        logger.info({ records: pending }, "ingest log: replaying records not yet in MySQL");
+      upkeep = setInterval(
+        () => {
+          upkeepOnce().catch((err: Error) =>
+            logger.warn({ error: err.message }, "ingest upkeep failed"),
+          );
+        },
+        Math.min(60_000, config.keyRetentionMs),
+      );
+      upkeep.unref();
+    },
+    write,
+    async writeStream(chunks, deadline) {
+      const summary: WriteResult = { rowsWritten: 0, batches: 0, duplicateBatches: 0 };
+      const inFlight = new Set<Promise<void>>();
+      let failure: unknown;
+      let table = "";
+      let columns: readonly string[] = [];
+      let durability: Durability = "committed";
+      let onConflict: ConflictPolicy = "error";
+      for await (const chunk of chunks) {
+        if (failure !== undefined) break;
+        table = chunk.table || table;
+        columns = chunk.columns.length > 0 ? chunk.columns : columns;
+        durability = chunk.durability ?? durability;
+        onConflict = chunk.onConflict ?? onConflict;
+        if (chunk.rows.length === 0) continue;
+        if (table === "") {
+          throw new ConnectError("the first chunk must name the table", Code.InvalidArgument);
+        }
+        const done: Promise<void> = write(
+          {
+            table,
+            columns,
+            rows: chunk.rows,
+            idempotencyKey: chunk.idempotencyKey,
+            durability,
+            onConflict,
+          },
+          deadline,
+        ).then(
+          (r) => {
+            summary.rowsWritten += r.rowsWritten;
+            summary.batches += r.batches;
+            summary.duplicateBatches += r.duplicateBatches;
+            inFlight.delete(done);
+          },
+          (err: unknown) => {
+            failure ??= err;
+            inFlight.delete(done);
+          },
+        );
+        inFlight.add(done);
+        // Not reading the next chunk is what pushes back on the sender (HTTP/2 flow control).
+        while (inFlight.size >= streamWindow) await Promise.race(inFlight);
+      }
+      await Promise.all(inFlight);
+      if (failure !== undefined) throw failure;
+      return summary;
+    },
+    stats() {
+      const batching = groupCommit?.stats();
+      const logStats = log?.stats();
+      const oldest = logStats?.oldestUnappliedAtMs;
+      return {
+        bufferedBytes: batching?.bufferedBytes ?? 0,
+        queuedParts: batching?.queuedParts ?? 0,
+        batchesInFlight: batching?.batchesInFlight ?? 0,
+        batches: batching?.batches ?? 0,
+        logBytes: logStats?.bytes ?? 0,
+        logRecords: logStats?.unappliedRecords ?? 0,
+        logLagSeconds: oldest === undefined ? 0 : Math.max(0, (Date.now() - oldest) / 1000),
+        rejectedRecords: flusher?.stats().rejectedRecords ?? 0,
+      };
+    },
+    async close(drainMs) {
+      if (upkeep !== undefined) clearInterval(upkeep);
+      if (groupCommit !== undefined) {
+        await Promise.race([groupCommit.drained(), new Promise((r) => setTimeout(r, drainMs))]);
+      }
+      if (flusher !== undefined) {
+        const drained = await flusher.drain(drainMs);
+        if (!drained) {
+          logger.warn(
+            {
+              records:
+                log === undefined ? 0 : log.nextSeq() - (flusher.stats().appliedThroughSeq + 1),
+            },
+            "ingest log not fully flushed at shutdown; the rest is replayed at the next start",
+          );
+        }
+        await flusher.close();
+      }
+      await log?.close();
+    },
+  };
+}

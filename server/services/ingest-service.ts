@@ -1,0 +1,90 @@
+/**
+ * `sqlgate.v1.IngestService`: maps requests to the ingest core (enums to
+ * policies, a default deadline) and results to responses.
+ */
+import { create } from "@bufbuild/protobuf";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import {
+  Durability,
+  type IngestService,
+  OnConflict,
+  WriteResponseSchema,
+  WriteStreamResponseSchema,
+} from "../../gen/sqlgate/v1/ingest_pb.js";
+import type { CallDeadline } from "../ingest/group-commit.js";
+import type { Durability as CoreDurability, StreamChunk } from "../ingest/ingest.js";
+import type { ConflictPolicy } from "../ingest/ingest-target.js";
+import { coreFrom } from "./context-values.js";
+
+function durabilityOf(d: Durability): CoreDurability | undefined {
+  if (d === Durability.BUFFERED) return "buffered";
+  if (d === Durability.COMMITTED) return "committed";
+  return undefined;
+}
+
+function conflictOf(c: OnConflict): ConflictPolicy | undefined {
+  if (c === OnConflict.IGNORE) return "ignore";
+  if (c === OnConflict.UPDATE) return "update";
+  if (c === OnConflict.ERROR) return "error";
+  return undefined;
+}
+
+/** The call's deadline, or the default one when the call gives none. */
+function deadlineOf(ctx: HandlerContext, defaultTimeoutMs: number): CallDeadline {
+  const timeoutMs = ctx.timeoutMs();
+  return timeoutMs === undefined
+    ? {
+        signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(defaultTimeoutMs)]),
+        timeoutMs: defaultTimeoutMs,
+      }
+    : { signal: ctx.signal, timeoutMs };
+}
+
+export const ingestService: ServiceImpl<typeof IngestService> = {
+  async write(req, ctx) {
+    const core = coreFrom(ctx.values);
+    const result = await core.ingest.write(
+      {
+        table: req.table,
+        columns: req.columns,
+        rows: req.rows,
+        idempotencyKey: req.idempotencyKey,
+        durability: durabilityOf(req.durability) ?? "committed",
+        onConflict: conflictOf(req.onConflict) ?? "error",
+      },
+      deadlineOf(ctx, core.defaultTimeoutMs),
+    );
+    return create(WriteResponseSchema, {
+      rowsWritten: BigInt(result.rowsWritten),
+      batches: result.batches,
+      duplicateBatches: result.duplicateBatches,
+    });
+  },
+
+  async writeStream(requests, ctx) {
+    const core = coreFrom(ctx.values);
+    async function* chunks(): AsyncGenerator<StreamChunk> {
+      for await (const req of requests) {
+        yield {
+          table: req.table,
+          columns: req.columns,
+          rows: req.rows,
+          idempotencyKey: req.idempotencyKey,
+          durability: durabilityOf(req.durability),
+          onConflict: conflictOf(req.onConflict),
+        };
+      }
+    }
+    // A stream may last as long as its client wants: no default deadline aborts
+    // it, but a chunk waits for buffer room at most the default time.
+    const result = await core.ingest.writeStream(chunks(), {
+      signal: ctx.signal,
+      timeoutMs: ctx.timeoutMs() ?? core.defaultTimeoutMs,
+    });
+    return create(WriteStreamResponseSchema, {
+      rowsWritten: BigInt(result.rowsWritten),
+      batches: result.batches,
+      duplicateBatches: result.duplicateBatches,
+    });
+  },
+};
