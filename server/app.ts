@@ -9,6 +9,7 @@ import { type FastifyInstance, fastify, LogController } from "fastify";
 import type { LimitsConfig } from "./config.js";
 import type { Database } from "./mysql/database.js";
 import type { Logger } from "./observability/logger.js";
+import { createMetrics } from "./observability/metrics.js";
 import { routes } from "./routes.js";
 import { createCoreInjector, type GatewayCore } from "./services/context-values.js";
 import { createOnePortServer, type RequestHandler } from "./transport/one-port.js";
@@ -58,6 +59,11 @@ export async function buildApp(options: AppOptions): Promise<App> {
     jsonOptions: { ignoreUnknownFields: false },
   });
 
+  const metrics = createMetrics({ ingest: options.core.ingest });
+  app.get("/metrics", async (_req, reply) => {
+    reply.header("content-type", metrics.contentType);
+    return metrics.metrics();
+  });
   app.get("/healthz", async () => ({ status: "ok" }));
   app.get("/readyz", async (_req, reply) => {
     try {

@@ -94,6 +94,17 @@ function startWriters(baseUrl: () => string, writers: number) {
   };
 }
 
+/** The gateway's Prometheus metrics without labels, by name. */
+async function metric(baseUrl: string): Promise<Record<string, number>> {
+  const text = await (await fetch(`${baseUrl}/metrics`)).text();
+  return Object.fromEntries(
+    text
+      .split("\n")
+      .filter((line) => /^sqlgate_\w+ /.test(line))
+      .map((line) => [line.split(" ")[0], Number(line.split(" ")[1])]),
+  );
+}
+
 /** Waits until MySQL holds every acknowledged row, then checks each is there exactly once. */
 async function assertExactlyOnce(url: string, acked: Set<string>) {
   const admin = await connectDirect(url);
@@ -133,7 +144,14 @@ test("MySQL stopped for 10 s mid BUFFERED ingest: every acknowledged row arrives
   await sleep(1500);
   await db.box.mysql.stop();
   const downAt = Date.now();
-  await sleep(10_000);
+  await sleep(5000);
+  const during = await metric(gateway.baseUrl);
+  assert.ok((during.sqlgate_ingest_log_records ?? 0) > 0, "the log depth shows the backlog");
+  assert.ok(
+    (during.sqlgate_ingest_log_flush_lag_seconds ?? 0) >= 3,
+    "the flush lag shows the outage",
+  );
+  await sleep(5000);
   const upAt = Date.now();
   await db.restart();
   await sleep(1500);
@@ -145,6 +163,9 @@ test("MySQL stopped for 10 s mid BUFFERED ingest: every acknowledged row arrives
   );
   await assertExactlyOnce(db.url, writers.acked);
   assert.match(gateway.output(), /ingest log flushing resumed/);
+  const after = await metric(gateway.baseUrl);
+  assert.equal(after.sqlgate_ingest_log_records, 0);
+  assert.equal(after.sqlgate_ingest_log_flush_lag_seconds, 0);
 });
 
 test("gateway killed with SIGKILL mid BUFFERED ingest: after a restart every acknowledged row is there exactly once", async (t) => {

@@ -394,6 +394,43 @@ test("WriteStream writes many chunks in large batches and sums them up", async (
   assert.equal(await count(admin, "SELECT COUNT(*) n FROM samples"), chunks * perChunk);
 });
 
+test("WriteStream: while MySQL is held up, flow control holds the sender back", async (t) => {
+  const { url, admin } = await createTestDatabase(t);
+  await admin.query("CREATE TABLE flow (id INT PRIMARY KEY, pad VARCHAR(200))");
+  const gateway = await startGateway(t, url);
+  const client = ingestClient(gateway.baseUrl);
+  const chunks = 400;
+  const perChunk = 500;
+  const pad = str("x".repeat(100));
+  let produced = 0;
+  async function* requests(): AsyncGenerator<WriteStreamRequest> {
+    for (let c = 0; c < chunks; c++) {
+      produced++;
+      yield create(WriteStreamRequestSchema, {
+        table: "flow",
+        columns: ["id", "pad"],
+        rows: Array.from({ length: perChunk }, (_, i) => ({
+          values: [int(c * perChunk + i), pad],
+        })),
+      });
+    }
+  }
+  await admin.query("LOCK TABLES flow WRITE");
+  let call: Promise<unknown> | undefined;
+  try {
+    call = client.writeStream(requests());
+    await new Promise((r) => setTimeout(r, 1500));
+    // 400 chunks are ~24 MB; while MySQL takes none, the gateway reads only a window of them.
+    assert.ok(produced < 150, `the sender produced ${produced} chunks while MySQL was held`);
+    assert.ok(gateway.ingest.stats().bufferedBytes < 16 * 1024 * 1024);
+  } finally {
+    await admin.query("UNLOCK TABLES");
+  }
+  await call;
+  assert.equal(produced, chunks);
+  assert.equal(await count(admin, "SELECT COUNT(*) n FROM flow"), chunks * perChunk);
+});
+
 test("WriteStream fails with the first bad chunk's error", async (t) => {
   const { url, admin } = await createTestDatabase(t);
   await admin.query("CREATE TABLE s2 (id INT PRIMARY KEY)");

@@ -91,12 +91,24 @@ test("npm start's gateway: embedded database, README examples, clean SIGTERM", a
     [{ values: [{ stringValue: "x" }] }],
   );
   // The default database exists, so a new user can create tables at once.
-  await curlJson(execute, { sql: "CREATE TABLE notes (id INT PRIMARY KEY, body TEXT)" });
+  await curlJson(execute, {
+    sql: "CREATE TABLE notes (id INT AUTO_INCREMENT PRIMARY KEY, body TEXT)",
+  });
   const inserted = (await curlJson(execute, {
     sql: "INSERT INTO notes VALUES (?, ?)",
     params: [1, "hello"],
   })) as { rowsAffected?: string };
   assert.equal(inserted.rowsAffected, "1");
+  // The README's ingest example: applied once, then acknowledged as a duplicate.
+  const write = `${baseUrl}/sqlgate.v1.IngestService/Write`;
+  const rows = {
+    table: "notes",
+    columns: ["body"],
+    rows: [{ values: [{ stringValue: "first" }] }, { values: [{ stringValue: "second" }] }],
+    idempotencyKey: "import-42",
+  };
+  assert.deepEqual(await curlJson(write, rows), { rowsWritten: "2", batches: 1 });
+  assert.deepEqual(await curlJson(write, rows), { duplicateBatches: 1 });
 
   const exited = new Promise<number | null>((resolve) =>
     child.once("exit", (code) => resolve(code)),

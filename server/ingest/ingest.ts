@@ -5,6 +5,7 @@
  * and acknowledged at once (BUFFERED: the log flusher writes them later).
  * Start-up creates the internal tables and replays what the log still holds.
  */
+import { setMaxListeners } from "node:events";
 import path from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Row } from "../../gen/sqlgate/v1/value_pb.js";
@@ -19,7 +20,12 @@ import {
   type GroupCommit,
   roomWaitMs,
 } from "./group-commit.js";
-import { type ConflictPolicy, createTargetCatalog, type IngestTarget } from "./ingest-target.js";
+import {
+  type ConflictPolicy,
+  createTargetCatalog,
+  type IngestTarget,
+  quoteIdentifier,
+} from "./ingest-target.js";
 import {
   ensureInternalTables,
   type InternalTables,
@@ -66,6 +72,8 @@ export interface IngestStats {
   readonly batchesInFlight: number;
   /** Group-commit transactions committed since start. */
   readonly batches: number;
+  /** Rows they committed (duplicates not counted). */
+  readonly rows: number;
   readonly logBytes: number;
   readonly logRecords: number;
   /** Age of the oldest record not yet in MySQL, in seconds (0 when none). */
@@ -117,12 +125,21 @@ export function createIngest(options: IngestOptions): Ingest {
   let log: IngestLog | undefined;
   let flusher: LogFlusher | undefined;
   let upkeep: NodeJS.Timeout | undefined;
+  /** Why the internal tables are missing, if they are. */
+  let tablesProblem: string | undefined;
 
   const started = () => {
-    if (groupCommit === undefined || log === undefined) {
+    if (groupCommit === undefined) {
       throw new ConnectError("ingestion is not started", Code.Unavailable);
     }
-    return { groupCommit, log };
+    return groupCommit;
+  };
+
+  /** The log, for a call that needs the internal tables (a key, or BUFFERED). */
+  const needTables = (): IngestLog => {
+    if (tablesProblem !== undefined) throw new ConnectError(tablesProblem, Code.FailedPrecondition);
+    if (log === undefined) throw new ConnectError("ingestion is not started", Code.Unavailable);
+    return log;
   };
 
   const prepare = async (input: WriteInput) => {
@@ -150,10 +167,12 @@ export function createIngest(options: IngestOptions): Ingest {
   };
 
   const write = async (input: WriteInput, deadline: CallDeadline): Promise<WriteResult> => {
-    const { groupCommit, log } = started();
-    const { target, rows } = await prepare(input);
+    const groupCommit = started();
     const key = input.idempotencyKey === "" ? undefined : input.idempotencyKey;
+    if (key !== undefined) needTables();
+    const { target, rows } = await prepare(input);
     if (input.durability === "buffered") {
+      const log = needTables();
       const record = encodeLogRecord(target, rows, key);
       // Near full, the wait for room ends a little before the deadline (see roomWaitMs).
       const nearFull = log.stats().bytes + record.length > config.logMaxBytes;
@@ -207,7 +226,16 @@ export function createIngest(options: IngestOptions): Ingest {
         )) as [[number | string]];
         // Leave room for the packet header and the statement around the rows.
         maxStatementBytes = Math.min(config.maxBatchBytes, Number(packet) - 1024);
-        await ensureInternalTables(lease.conn, tables, options.lockTimeoutMs);
+        try {
+          await ensureInternalTables(lease.conn, tables, options.lockTimeoutMs);
+        } catch (err) {
+          // A MySQL refusal (a user without CREATE, a read-only server) leaves
+          // plain writes working; a lost connection or a lock held too long is fatal.
+          const errno = (err as { errno?: unknown }).errno;
+          if (typeof errno !== "number") throw err;
+          tablesProblem = `the gateway could not create its internal tables in ${quoteIdentifier(tables.database)} (${(err as Error).message}), so idempotency keys and BUFFERED durability are off; grant the gateway's user CREATE, INSERT, SELECT, DELETE there, or set SQLGATE_INTERNAL_DATABASE`;
+          logger.error({ database: tables.database, errno }, tablesProblem);
+        }
         broken = false;
       } finally {
         lease.release(broken);
@@ -221,18 +249,21 @@ export function createIngest(options: IngestOptions): Ingest {
         ...config,
         maxBatchBytes: Math.min(config.maxBatchBytes, maxStatementBytes),
       });
+      if (tablesProblem !== undefined) return;
       const segmentLog = await openSegmentLog({
         dir: path.join(options.dataDir, "ingest-log"),
         segmentBytes: config.logSegmentBytes,
         maxBytes: config.logMaxBytes,
       });
       log = segmentLog;
-      const { truncatedBytes, corruptSegments } = segmentLog.recovered;
-      if (truncatedBytes > 0 || corruptSegments.length > 0) {
-        logger.warn(
-          { truncatedBytes, corruptSegments },
-          "ingest log: a torn or corrupt tail was cut off",
+      const { truncatedBytes, corruptSegments, droppedSeqs } = segmentLog.recovered;
+      if (droppedSeqs > 0 || corruptSegments.length > 0) {
+        logger.error(
+          { truncatedBytes, corruptSegments, droppedSeqs },
+          "ingest log: damaged records were set aside; acknowledged BUFFERED rows may be lost",
         );
+      } else if (truncatedBytes > 0) {
+        logger.warn({ truncatedBytes }, "ingest log: a torn tail (a crash mid-append) was cut off");
       }
       flusher = createLogFlusher({
         log: segmentLog,
@@ -245,7 +276,7 @@ export function createIngest(options: IngestOptions): Ingest {
         logger,
       });
       await flusher.start();
-      const pending = segmentLog.nextSeq() - segmentLog.firstSeq();
+      const pending = segmentLog.stats().unappliedRecords;
       if (pending > 0)
         logger.info({ records: pending }, "ingest log: replaying records not yet in MySQL");
       upkeep = setInterval(
@@ -260,6 +291,8 @@ export function createIngest(options: IngestOptions): Ingest {
     },
     write,
     async writeStream(chunks, deadline) {
+      // Each chunk in flight listens for the end of the call.
+      setMaxListeners(2 * streamWindow + 10, deadline.signal);
       const summary: WriteResult = { rowsWritten: 0, batches: 0, duplicateBatches: 0 };
       const inFlight = new Set<Promise<void>>();
       let failure: unknown;
@@ -316,6 +349,7 @@ export function createIngest(options: IngestOptions): Ingest {
         queuedParts: batching?.queuedParts ?? 0,
         batchesInFlight: batching?.batchesInFlight ?? 0,
         batches: batching?.batches ?? 0,
+        rows: batching?.rows ?? 0,
         logBytes: logStats?.bytes ?? 0,
         logRecords: logStats?.unappliedRecords ?? 0,
         logLagSeconds: oldest === undefined ? 0 : Math.max(0, (Date.now() - oldest) / 1000),
@@ -325,7 +359,14 @@ export function createIngest(options: IngestOptions): Ingest {
     async close(drainMs) {
       if (upkeep !== undefined) clearInterval(upkeep);
       if (groupCommit !== undefined) {
-        await Promise.race([groupCommit.drained(), new Promise((r) => setTimeout(r, drainMs))]);
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          groupCommit.drained(),
+          new Promise((r) => {
+            timer = setTimeout(r, drainMs);
+          }),
+        ]);
+        clearTimeout(timer);
       }
       if (flusher !== undefined) {
         const drained = await flusher.drain(drainMs);

@@ -213,17 +213,16 @@ export function createLogFlusher(options: LogFlusherOptions): LogFlusher {
     }
   };
 
+  /** Waits `ms`, or less if the flusher is closed meanwhile. */
   const sleep = (ms: number) =>
     new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      stop.signal.addEventListener(
-        "abort",
-        () => {
-          clearTimeout(timer);
-          resolve();
-        },
-        { once: true },
-      );
+      const done = () => {
+        clearTimeout(timer);
+        stop.signal.removeEventListener("abort", done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      stop.signal.addEventListener("abort", done, { once: true });
     });
 
   const advance = async (throughSeq: number) => {

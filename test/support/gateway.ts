@@ -44,8 +44,13 @@ export async function startGateway(
     logger: createLogger(config.log),
     tls: options.tls,
   });
-  await gateway.start();
-  await gateway.app.listen({ host: "127.0.0.1", port: options.port ?? 0 });
+  try {
+    await gateway.start();
+    await gateway.app.listen({ host: "127.0.0.1", port: options.port ?? 0 });
+  } catch (err) {
+    await gateway.close();
+    throw err;
+  }
   t.after(async () => {
     await gateway.close();
     if (options.env?.SQLGATE_DATA_DIR === undefined)
