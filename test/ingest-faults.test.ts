@@ -106,7 +106,7 @@ async function metric(baseUrl: string): Promise<Record<string, number>> {
 }
 
 /** Waits until MySQL holds every acknowledged row, then checks each is there exactly once. */
-async function assertExactlyOnce(url: string, acked: Set<string>) {
+async function assertExactlyOnce(url: string, acked: Set<string>, waitMs = 60_000) {
   const admin = await connectDirect(url);
   try {
     let rows: { writer: number; seq: number; n: number }[] = [];
@@ -118,7 +118,7 @@ async function assertExactlyOnce(url: string, acked: Set<string>) {
       const missing = [...acked].filter((k) => !present.has(k));
       if (missing.length === 0) break;
       assert.ok(
-        i < 600,
+        i * 100 < waitMs,
         `${missing.length} acknowledged rows never arrived, e.g. ${missing.slice(0, 5)}`,
       );
       await sleep(100);
@@ -198,4 +198,26 @@ test("gateway killed with SIGKILL mid BUFFERED ingest: after a restart every ack
   await assertExactlyOnce(db.url, writers.acked);
   second.child.kill("SIGTERM");
   assert.equal(await second.exited, 0);
+});
+
+test("SIGTERM flushes the write-ahead log to MySQL before the gateway exits", async (t) => {
+  const db = await privateMysql(t);
+  const gateway = await startGatewayChild(t, {
+    SQLGATE_MYSQL_URL: db.url,
+    SQLGATE_DATA_DIR: db.gatewayDir,
+  });
+  const locker = await connectDirect(db.url);
+  t.after(() => locker.end().catch(() => {}));
+  await locker.query("LOCK TABLES readings WRITE");
+  const writers = startWriters(() => gateway.baseUrl, 4);
+  await sleep(1000);
+  await writers.stop();
+  assert.ok(writers.acked.size > 0);
+  gateway.child.kill("SIGTERM");
+  // The gateway waits for the log to drain; let MySQL take the rows now.
+  await sleep(500);
+  await locker.query("UNLOCK TABLES");
+  assert.equal(await gateway.exited, 0);
+  // Checked right away: the process has exited, so nothing else can add the rows later.
+  await assertExactlyOnce(db.url, writers.acked, 0);
 });
