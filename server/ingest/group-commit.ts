@@ -45,7 +45,11 @@ export interface GroupCommitStats {
   readonly rows: number;
 }
 
-/** A call's deadline: its signal, and the time it had left when it arrived. */
+/**
+ * A call's deadline: its signal (aborted when the client goes away or its own
+ * deadline passes), and the time it had left when it arrived, or the default
+ * deadline if it gave none.
+ */
 export interface CallDeadline {
   readonly signal: AbortSignal;
   readonly timeoutMs: number;
@@ -342,8 +346,14 @@ export function createGroupCommit(
             );
           }
         };
+        // The call's signal ends with the client's deadline or departure; the
+        // timer covers a call that gave no deadline (the gateway's default).
+        const timer = setTimeout(onAbort, deadline.timeoutMs);
         signal.addEventListener("abort", onAbort, { once: true });
-        const done = () => signal.removeEventListener("abort", onAbort);
+        const done = () => {
+          clearTimeout(timer);
+          signal.removeEventListener("abort", onAbort);
+        };
         w.resolve = (r) => {
           done();
           resolve(r);

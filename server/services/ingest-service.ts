@@ -29,15 +29,13 @@ function conflictOf(c: OnConflict): ConflictPolicy | undefined {
   return undefined;
 }
 
-/** The call's deadline, or the default one when the call gives none. */
+/**
+ * The call's deadline, or the default one when the call gives none. No
+ * composite AbortSignal per call: they are costly on the hot path, and the
+ * core keeps one timer per waiting call instead.
+ */
 function deadlineOf(ctx: HandlerContext, defaultTimeoutMs: number): CallDeadline {
-  const timeoutMs = ctx.timeoutMs();
-  return timeoutMs === undefined
-    ? {
-        signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(defaultTimeoutMs)]),
-        timeoutMs: defaultTimeoutMs,
-      }
-    : { signal: ctx.signal, timeoutMs };
+  return { signal: ctx.signal, timeoutMs: ctx.timeoutMs() ?? defaultTimeoutMs };
 }
 
 export const ingestService: ServiceImpl<typeof IngestService> = {
@@ -75,12 +73,9 @@ export const ingestService: ServiceImpl<typeof IngestService> = {
         };
       }
     }
-    // A stream may last as long as its client wants: no default deadline aborts
-    // it, but a chunk waits for buffer room at most the default time.
-    const result = await core.ingest.writeStream(chunks(), {
-      signal: ctx.signal,
-      timeoutMs: ctx.timeoutMs() ?? core.defaultTimeoutMs,
-    });
+    // A chunk waits at most the default deadline for its batch, but the stream
+    // itself may last as long as its client wants.
+    const result = await core.ingest.writeStream(chunks(), deadlineOf(ctx, core.defaultTimeoutMs));
     return create(WriteStreamResponseSchema, {
       rowsWritten: BigInt(result.rowsWritten),
       batches: result.batches,
