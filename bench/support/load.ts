@@ -1,6 +1,7 @@
 /**
  * A closed-loop load generator: `callers` concurrent loops, each running `op`
- * back to back until the time is up, recording every call's latency.
+ * back to back until the time is up, recording every call's latency. `op`
+ * gets its loop's index (0 to callers - 1), e.g. to pick a connection.
  */
 
 export interface LoadResult {
@@ -15,22 +16,22 @@ export interface LoadResult {
 }
 
 export async function runLoad(
-  op: () => Promise<unknown>,
+  op: (caller: number) => Promise<unknown>,
   callers: number,
   seconds: number,
 ): Promise<LoadResult> {
   const latencies: number[] = [];
   const start = performance.now();
   const end = start + seconds * 1000;
-  const loop = async (): Promise<void> => {
+  const loop = async (caller: number): Promise<void> => {
     while (performance.now() < end) {
       const t0 = performance.now();
-      await op();
+      await op(caller);
       // One push per call, after the await: no read-modify-write across loops.
       latencies.push(performance.now() - t0);
     }
   };
-  await Promise.all(Array.from({ length: callers }, loop));
+  await Promise.all(Array.from({ length: callers }, (_, caller) => loop(caller)));
   const elapsed = (performance.now() - start) / 1000;
   const latenciesMs = Float64Array.from(latencies).sort();
   return {
