@@ -375,6 +375,7 @@ export async function* streamStatement(
   const ready: StreamedChunk[] = [];
   let ended: { error: ConnectError | undefined; header: ResultSetHeader | undefined } | undefined;
   let wake: (() => void) | undefined;
+  let discarding = false;
   const notify = () => {
     wake?.();
     wake = undefined;
@@ -392,7 +393,11 @@ export async function* streamStatement(
       fields = c.fields;
     },
     onRow(cells) {
-      if (columns === undefined) return;
+      // Once the reader is gone, rows still in flight are dropped, and the
+      // connection must never pause again: MySQL notices a KILL only between
+      // writes, so a paused socket would hold the killed statement (and the
+      // connection) until net_write_timeout.
+      if (columns === undefined || discarding || signal?.aborted) return;
       const kinds = columns.kindsOf(cells);
       pending.add(kinds);
       pendingBytes += sizeOfKinds(kinds);
@@ -433,6 +438,7 @@ export async function* streamStatement(
     if (ended === undefined) {
       // The consumer left early (client gone, error while sending): stop the
       // statement and wait until the connection is idle before it is reused.
+      discarding = true;
       running.stop(new ConnectError("the stream was closed by its reader", Code.Canceled));
       conn.resume();
       while (ended === undefined) {
