@@ -564,5 +564,10 @@ test("a BUFFERED record MySQL refuses later is kept in the rejected table, not l
     `SELECT errno, target FROM \`${name}\`.sqlgate_ingest_rejected`,
   )) as unknown as [unknown[]];
   assert.deepEqual(rejected, [{ errno: 1062, target: `${name}.uniq` }]);
+  // The counter moves just after the rejection commits.
+  for (let i = 0; gateway.ingest.stats().rejectedRecords === 0; i++) {
+    assert.ok(i < 100, "the rejection was not counted");
+    await new Promise((r) => setTimeout(r, 20));
+  }
   assert.equal(gateway.ingest.stats().rejectedRecords, 1);
 });

@@ -1,27 +1,36 @@
 /**
- * `createClient`: one connection to one gateway, and the SDK's services on it.
+ * `createClient` for Node: the SDK (client-core.ts) over connect-node, with
+ * HTTP/2 by default and client streaming, so the ingest writer streams its
+ * chunks on WriteStream.
  */
 import http from "node:http";
 import https from "node:https";
-import {
-  createClient as createConnectClient,
-  type Interceptor,
-  type Transport,
-} from "@connectrpc/connect";
-import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import { IngestService } from "../../gen/sqlgate/v1/ingest_pb.js";
-import { createIngestClient, type IngestClient } from "./ingest.js";
+import type { Interceptor, Transport } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { createClientCore, type SqlgateClient } from "./client-core.js";
+import { createPooledHttp2Transport } from "./node/http2-pool.js";
+import { pickValueOptions, type ValueOptions } from "./rows.js";
 
-export interface ClientOptions {
+/**
+ * Options of the Node client. The value options (`int64`, `temporal`,
+ * `json`, `cast`) are client-wide defaults that each call may override.
+ */
+export interface ClientOptions extends ValueOptions {
   /** The gateway's base URL, such as `http://127.0.0.1:8080` or `https://db.example.com`. */
   readonly url: string;
   /**
-   * `"2"` (the default) multiplexes every call, streams included, over one
-   * long-lived connection: h2c with prior knowledge for `http:`, ALPN for
-   * `https:` (the gateway serves both on one port). `"1.1"` uses a keep-alive
-   * pool of connections, for proxies that do not pass HTTP/2 through.
+   * `"2"` (the default) multiplexes every call, streams included, over a
+   * small pool of long-lived connections (`sessions`): h2c with prior
+   * knowledge for `http:`, ALPN for `https:` (the gateway serves both on one
+   * port). `"1.1"` uses a keep-alive pool of connections, for proxies that do
+   * not pass HTTP/2 through.
    */
   readonly httpVersion?: "1.1" | "2";
+  /**
+   * HTTP/2 sessions (connections) that calls are spread over, round robin,
+   * passing over a session that is full, stalled or reconnecting (default 4).
+   */
+  readonly sessions?: number;
   /**
    * HTTP/2 keepalive: a PING after this long without a frame from the gateway
    * (default 30,000 ms). It finds a connection that died silently (a NAT or
@@ -38,20 +47,6 @@ export interface ClientOptions {
   readonly interceptors?: Interceptor[];
 }
 
-export interface SqlgateClient {
-  /** Bulk writes: `write` (one call) and `writer` (buffered, streamed, retried). */
-  readonly ingest: IngestClient;
-  /**
-   * The Connect transport (Connect protocol, binary), for services the SDK
-   * does not wrap yet: `createClient(Service, client.transport)`.
-   */
-  readonly transport: Transport;
-  /**
-   * Closes the connections. Close writers first: calls still running fail.
-   */
-  close(): Promise<void>;
-}
-
 /**
  * A client for the gateway at `options.url`, speaking the Connect protocol
  * with binary Protobuf (smaller and faster to encode than JSON, and exact for
@@ -63,21 +58,16 @@ export function createClient(options: ClientOptions): SqlgateClient {
   let transport: Transport;
   let release: () => void;
   if ((options.httpVersion ?? "2") === "2") {
-    const sessionManager = new Http2SessionManager(url, {
-      pingIntervalMs: options.pingIntervalMs ?? 30_000,
-      pingTimeoutMs: options.pingTimeoutMs ?? 15_000,
-      ...(options.idleConnectionTimeoutMs !== undefined
-        ? { idleConnectionTimeoutMs: options.idleConnectionTimeoutMs }
-        : {}),
-    });
-    transport = createConnectTransport({
+    const pool = createPooledHttp2Transport({
       baseUrl: options.url,
-      httpVersion: "2",
-      useBinaryFormat: true,
-      sessionManager,
+      sessions: options.sessions,
+      pingIntervalMs: options.pingIntervalMs,
+      pingTimeoutMs: options.pingTimeoutMs,
+      idleConnectionTimeoutMs: options.idleConnectionTimeoutMs,
       interceptors,
     });
-    release = () => sessionManager.abort();
+    transport = pool.transport;
+    release = () => pool.close();
   } else {
     const agent =
       url.protocol === "https:"
@@ -92,14 +82,9 @@ export function createClient(options: ClientOptions): SqlgateClient {
     });
     release = () => agent.destroy();
   }
-  let closed = false;
-  return {
-    ingest: createIngestClient(createConnectClient(IngestService, transport)),
-    transport,
-    async close() {
-      if (closed) return;
-      closed = true;
-      release();
-    },
-  };
+  return createClientCore(transport, {
+    ...pickValueOptions(options),
+    clientStreaming: true,
+    onClose: release,
+  });
 }

@@ -1,19 +1,7 @@
 /**
- * sqlgate's TypeScript SDK. For now: `createClient` and its `ingest` service;
- * the SQL side (`execute`, `batch`, `transaction`, `stream`) joins it here.
+ * sqlgate's TypeScript SDK for Node (`sqlgate/client`): `createClient` over
+ * connect-node (HTTP/2 by default, client streaming for the ingest writer).
+ * For runtimes with only `fetch`, import `sqlgate/client/fetch` instead.
  */
-export { type ClientOptions, createClient, type SqlgateClient } from "./create-client.js";
-export type {
-  IngestClient,
-  WriteOptions,
-  WriteResult,
-} from "./ingest.js";
-export type {
-  IngestWriter,
-  IngestWriterOptions,
-  RetryEvent,
-  WriterSummary,
-} from "./ingest-writer.js";
-export { isRetryable } from "./retry.js";
-export { decimal, json, rowFromJs, temporal, temporalFromDate, valueFromJs } from "./values.js";
-export type { WriteDurability, WriteOnConflict } from "./write-policy.js";
+export { type ClientOptions, createClient } from "./create-client.js";
+export * from "./exports.js";

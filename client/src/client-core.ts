@@ -1,0 +1,458 @@
+/**
+ * The SDK over any Connect `Transport`: `execute`, `batch`, `stream`,
+ * `transaction` and `ingest`, with lossless values both ways.
+ *
+ * Nothing here knows which runtime it runs on: it imports no `node:` module,
+ * directly or through anything it imports, so the fetch entry (`fetch.ts`)
+ * and the Node entry (`index.ts`) build the same client over their own
+ * transports. Every SQL method rejects with a `DatabaseError`.
+ */
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import {
+  type CallOptions,
+  type Client,
+  createClient as createConnectClient,
+  type Transport,
+} from "@connectrpc/connect";
+import {
+  DatabaseService,
+  type ExecuteOptionsSchema,
+  type ExecuteResponse,
+  type Timing as TimingMessage,
+} from "../../gen/sqlgate/v1/database_pb.js";
+import { IngestService } from "../../gen/sqlgate/v1/ingest_pb.js";
+import type { Field } from "../../gen/sqlgate/v1/value_pb.js";
+import { type DatabaseError, databaseErrorFrom } from "./database-error.js";
+import { createIngestClient, type IngestClient } from "./ingest.js";
+import { createUnaryIngestClient } from "./ingest-unary.js";
+import { type Params, paramFieldsFromJs } from "./params.js";
+import {
+  createRowDecoder,
+  pickValueOptions,
+  type RowDecoder,
+  type RowShape,
+  type ValueOptions,
+} from "./rows.js";
+import { runTransaction, type TransactionOptions } from "./transaction.js";
+
+/** Options of one statement: row shape, value conversion, limits, cancellation. */
+export interface QueryOptions extends ValueOptions {
+  /** Rows as objects keyed by column name (default) or as arrays in field order. */
+  readonly as?: RowShape;
+  /**
+   * The statement's deadline: sent as the call's deadline (the gateway kills
+   * the statement on MySQL when it passes, `deadline_exceeded`) and capped by
+   * the gateway's SQLGATE_MAX_TIMEOUT_MS. Unset: the gateway's
+   * SQLGATE_DEFAULT_TIMEOUT_MS.
+   */
+  readonly timeoutMs?: number;
+  /**
+   * The most rows to return; past it the result is cut and `truncated` set.
+   * Unset or 0: the gateway's SQLGATE_MAX_ROWS. Not for `stream`.
+   */
+  readonly maxRows?: number;
+  /** Runs the statement read-only: MySQL refuses any write (`permission_denied`). Not inside a transaction. */
+  readonly readOnly?: boolean;
+  /** Cancels the call (`canceled`); the gateway stops the statement on MySQL. */
+  readonly signal?: AbortSignal;
+}
+
+/** `QueryOptions` for rows as arrays. */
+export type ArrayQueryOptions = QueryOptions & { readonly as: "array" };
+/** `QueryOptions` for rows as objects (the default). */
+export type ObjectQueryOptions = QueryOptions & { readonly as?: "object" };
+
+/** Where a statement's time went, in microseconds (numbers: far below 2^53). */
+export interface Timing {
+  /** From the request's arrival at the gateway to its response being ready. */
+  readonly serverUs: number;
+  /** From sending the statement to MySQL to its complete result. */
+  readonly mysqlUs: number;
+}
+
+/** The result of one statement. */
+export interface ExecuteResult<Row = Record<string, unknown>> {
+  /** The rows, converted as the call's value options say. */
+  readonly rows: Row[];
+  /** One per column; empty for statements without a result set. */
+  readonly fields: Field[];
+  /** Rows matched by an UPDATE or DELETE, or written by an INSERT (CLIENT_FOUND_ROWS). */
+  readonly rowsAffected: number;
+  /** The first AUTO_INCREMENT value an INSERT generated, else 0n; exact (BIGINT ids). */
+  readonly lastInsertId: bigint;
+  /** `lastInsertId` when an AUTO_INCREMENT value was generated; absent otherwise. */
+  readonly insertId?: bigint;
+  /** Warnings the statement raised (0 for SELECTs; see the README's known limitations). */
+  readonly warningCount: number;
+  /** True when the result had more rows than `maxRows` (or SQLGATE_MAX_ROWS) and was cut. */
+  readonly truncated: boolean;
+  /** MySQL's info string, such as "Rows matched: 1  Changed: 1  Warnings: 0". */
+  readonly info: string;
+  readonly timing: Timing;
+}
+
+/** One statement of a batch: SQL text alone, or with parameters. */
+export type BatchStatement = string | { readonly sql: string; readonly params?: Params };
+
+/** Options of a batch: those of a statement (applied to each), and `atomic`. */
+export interface BatchOptions extends QueryOptions {
+  /**
+   * All statements in one transaction (a savepoint inside an open one) that
+   * is rolled back at the first error, whose `statementIndex` names the
+   * statement. Without it, the statements before a failing one stay written.
+   */
+  readonly atomic?: boolean;
+}
+
+/** What a streamed statement reports once its last row has arrived. */
+export interface StreamSummary {
+  readonly rowsAffected: number;
+  readonly lastInsertId: bigint;
+  readonly warningCount: number;
+  readonly timing: Timing;
+}
+
+/** Options of a streamed statement: those of `execute` but `maxRows` (streams are unbounded). */
+export type StreamOptions = Omit<QueryOptions, "maxRows">;
+
+/**
+ * The rows of a streamed statement, decoded as they arrive. Iterate it once
+ * with `for await`; the call starts with the iteration. Breaking out of the
+ * loop (or a `signal`) cancels the call, and the gateway stops the statement
+ * on MySQL. While the loop body runs, no more rows are read: a slow consumer
+ * holds back the gateway and MySQL (HTTP/2 flow control), not memory.
+ */
+export interface RowStream<Row> extends AsyncIterable<Row> {
+  /** The columns: set before the first row is yielded (and after the loop for an empty result). */
+  readonly fields: Field[] | undefined;
+  /** Set once the last message has arrived: after a loop that ran to its end. */
+  readonly summary: StreamSummary | undefined;
+}
+
+/** The SQL methods, outside a transaction or bound to one. */
+export interface SqlRunner {
+  /** Runs one statement and returns its whole result. */
+  execute<Row = Record<string, unknown>>(
+    sql: string,
+    params?: Params,
+    options?: ObjectQueryOptions,
+  ): Promise<ExecuteResult<Row>>;
+  execute<Row extends unknown[] = unknown[]>(
+    sql: string,
+    params: Params | undefined,
+    options: ArrayQueryOptions,
+  ): Promise<ExecuteResult<Row>>;
+  /** Runs statements in order on one connection; one result per statement. */
+  batch<Row = Record<string, unknown>>(
+    statements: readonly BatchStatement[],
+    options?: BatchOptions & { readonly as?: "object" },
+  ): Promise<ExecuteResult<Row>[]>;
+  batch<Row extends unknown[] = unknown[]>(
+    statements: readonly BatchStatement[],
+    options: BatchOptions & { readonly as: "array" },
+  ): Promise<ExecuteResult<Row>[]>;
+  /** Streams the rows of one statement, however many (see `RowStream`). */
+  stream<Row = Record<string, unknown>>(
+    sql: string,
+    params?: Params,
+    options?: StreamOptions & { readonly as?: "object" },
+  ): RowStream<Row>;
+  stream<Row extends unknown[] = unknown[]>(
+    sql: string,
+    params: Params | undefined,
+    options: StreamOptions & { readonly as: "array" },
+  ): RowStream<Row>;
+}
+
+/** The SQL methods bound to one interactive transaction. */
+export interface Transaction extends SqlRunner {
+  /** The transaction's token (opaque; for logs and for raw `DatabaseService` calls). */
+  readonly session: string;
+}
+
+/** The SDK's client: SQL, transactions and ingest on one gateway. */
+export interface SqlgateClient extends SqlRunner {
+  /**
+   * Runs `fn` in a transaction: BeginTransaction, `fn(tx)`, then
+   * CommitTransaction if it resolves, or RollbackTransaction if it throws
+   * (and the error is re-thrown). When the transaction loses a conflict
+   * (deadlock, lock wait timeout: `aborted` from MySQL), the whole of `fn`
+   * runs again in a new transaction, up to `retries` times (default 2), so
+   * `fn` must be safe to run more than once (no side effects outside `tx`).
+   * Resolves with what `fn` resolved with.
+   */
+  transaction<T>(fn: (tx: Transaction) => Promise<T>, options?: TransactionOptions): Promise<T>;
+  /** Bulk writes: `write` (one call) and `writer` (buffered, retried, exactly once). */
+  readonly ingest: IngestClient;
+  /**
+   * The Connect transport, for services the SDK does not wrap:
+   * `createClient(Service, client.transport)` from `@connectrpc/connect`.
+   */
+  readonly transport: Transport;
+  /** Releases the client's connections. Close writers first: calls still running fail. */
+  close(): Promise<void>;
+}
+
+/** Options of {@link createClientCore}: client-wide value options, and what the transport can do. */
+export interface ClientCoreOptions extends ValueOptions {
+  /**
+   * Whether the transport can stream a request body (client streaming).
+   * connect-node can; fetch cannot, and the ingest writer then sends each
+   * chunk as a unary Write (see ingest-unary.ts). Default true.
+   */
+  readonly clientStreaming?: boolean;
+  /** Called once by `close()`: releases what the transport holds. */
+  readonly onClose?: () => void | Promise<void>;
+}
+
+/**
+ * The SDK's client over `transport`. The entries build it with their
+ * transport; call it directly to run the SDK over any other Connect
+ * transport (for example `createRouterTransport` in tests, or gRPC-Web).
+ * Client-wide value options are defaults that each call may override.
+ */
+export function createClientCore(
+  transport: Transport,
+  options: ClientCoreOptions = {},
+): SqlgateClient {
+  const db = createConnectClient(DatabaseService, transport);
+  const ingestClient = createConnectClient(IngestService, transport);
+  const defaults = pickValueOptions(options);
+  let closed: Promise<void> | undefined;
+  const runner = createSqlRunner(db, "", defaults);
+  return {
+    ...runner,
+    transaction: (fn, txOptions = {}) =>
+      runTransaction(
+        db,
+        txOptions,
+        (session, hooks) => createSqlRunner(db, session, defaults, hooks),
+        fn,
+      ),
+    ingest:
+      options.clientStreaming === false
+        ? unaryIngest(createIngestClient(createUnaryIngestClient(ingestClient)))
+        : createIngestClient(ingestClient),
+    transport,
+    close() {
+      closed ??= (async () => {
+        await options.onClose?.();
+      })();
+      return closed;
+    },
+  };
+}
+
+/**
+ * Over unary Writes, a writer's "stream" defaults to one chunk: each Write
+ * is then acknowledged and retried on its own (see ingest-unary.ts).
+ */
+function unaryIngest(ingest: IngestClient): IngestClient {
+  return {
+    write: ingest.write,
+    writer: (table, columns, options = {}) =>
+      ingest.writer(table, columns, { maxStreamChunks: 1, ...options }),
+  };
+}
+
+type DatabaseClient = Client<typeof DatabaseService>;
+
+/** What a transaction adds to the SQL methods bound to it. */
+export interface RunnerHooks {
+  /** Runs before each call; throws to refuse it (a transaction that has ended). */
+  before?(): void;
+  /** Sees every error a call rejects with (a transaction notes conflicts). */
+  onError?(err: DatabaseError): void;
+}
+
+/** The SQL methods on `session` ("" outside a transaction). */
+export function createSqlRunner(
+  db: DatabaseClient,
+  session: string,
+  defaults: ValueOptions,
+  hooks: RunnerHooks = {},
+): SqlRunner {
+  const fail = (reason: unknown): never => {
+    const err = databaseErrorFrom(reason);
+    hooks.onError?.(err);
+    throw err;
+  };
+  const guard = hooks.before;
+  return {
+    async execute(sql: string, params?: Params, options: QueryOptions = {}) {
+      try {
+        guard?.();
+        const response = await db.execute(
+          {
+            sql,
+            ...paramFieldsFromJs(params),
+            session,
+            options: statementOptions(options),
+          },
+          callOptions(options),
+        );
+        return resultFrom(response, options.as ?? "object", valueOptions(defaults, options));
+      } catch (err) {
+        return fail(err);
+      }
+    },
+
+    async batch(statements: readonly BatchStatement[], options: BatchOptions = {}) {
+      try {
+        guard?.();
+        if (!Array.isArray(statements))
+          throw new TypeError("batch: expected an array of statements");
+        const response = await db.executeBatch(
+          {
+            statements: statements.map((s) =>
+              typeof s === "string" ? { sql: s } : { sql: s.sql, ...paramFieldsFromJs(s.params) },
+            ),
+            atomic: options.atomic ?? false,
+            session,
+            options: statementOptions(options),
+          },
+          callOptions(options),
+        );
+        const shape = options.as ?? "object";
+        const values = valueOptions(defaults, options);
+        return response.results.map((r) => resultFrom(r, shape, values));
+      } catch (err) {
+        return fail(err);
+      }
+    },
+
+    stream(sql: string, params?: Params, options: StreamOptions = {}) {
+      return createRowStream(db, session, sql, params, options, defaults, guard, fail);
+    },
+  } as SqlRunner;
+}
+
+function valueOptions(defaults: ValueOptions, options: ValueOptions): ValueOptions {
+  return { ...defaults, ...pickValueOptions(options) };
+}
+
+function statementOptions(options: QueryOptions): MessageInitShape<typeof ExecuteOptionsSchema> {
+  return {
+    maxRows: uint32("maxRows", options.maxRows),
+    timeoutMs: uint32("timeoutMs", options.timeoutMs),
+    readOnly: options.readOnly ?? false,
+  };
+}
+
+function callOptions(options: QueryOptions): CallOptions {
+  return {
+    ...(options.signal !== undefined ? { signal: options.signal } : {}),
+    ...(options.timeoutMs !== undefined && options.timeoutMs > 0
+      ? { timeoutMs: options.timeoutMs }
+      : {}),
+  };
+}
+
+function uint32(name: string, value: number | undefined): number {
+  if (value === undefined) return 0;
+  if (!Number.isInteger(value) || value < 0 || value > 0xffff_ffff) {
+    throw new RangeError(`${name}: expected a whole number of at least 0, got ${String(value)}`);
+  }
+  return value;
+}
+
+function timingFrom(timing: TimingMessage | undefined): Timing {
+  return { serverUs: Number(timing?.serverUs ?? 0n), mysqlUs: Number(timing?.mysqlUs ?? 0n) };
+}
+
+function resultFrom(
+  response: ExecuteResponse,
+  shape: RowShape,
+  values: ValueOptions,
+): ExecuteResult<unknown> {
+  const decode =
+    response.fields.length > 0 ? createRowDecoder(response.fields, shape, values) : undefined;
+  const rows = decode === undefined ? [] : response.rows.map(decode);
+  return {
+    rows,
+    fields: response.fields,
+    rowsAffected: Number(response.rowsAffected),
+    lastInsertId: response.lastInsertId,
+    ...(response.lastInsertId !== 0n ? { insertId: response.lastInsertId } : {}),
+    warningCount: response.warningCount,
+    truncated: response.truncated,
+    info: response.info,
+    timing: timingFrom(response.timing),
+  };
+}
+
+function createRowStream(
+  db: DatabaseClient,
+  session: string,
+  sql: string,
+  params: Params | undefined,
+  options: StreamOptions,
+  defaults: ValueOptions,
+  guard: (() => void) | undefined,
+  fail: (reason: unknown) => never,
+): RowStream<unknown> {
+  let fields: Field[] | undefined;
+  let summary: StreamSummary | undefined;
+  let iterated = false;
+
+  async function* rows(): AsyncGenerator<unknown, void, undefined> {
+    // Our own controller, so that leaving the loop early cancels the call
+    // (and with it the statement on MySQL) whatever the transport does.
+    const abort = new AbortController();
+    const signal = options.signal;
+    const onAbort = () => abort.abort(signal?.reason);
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      guard?.();
+      const responses = db.streamExecute(
+        {
+          sql,
+          ...paramFieldsFromJs(params),
+          session,
+          options: statementOptions(options),
+        },
+        { ...callOptions(options), signal: abort.signal },
+      );
+      let decode: RowDecoder | undefined;
+      for await (const message of responses) {
+        if (decode === undefined) {
+          fields = message.fields;
+          decode = createRowDecoder(
+            fields,
+            options.as ?? "object",
+            valueOptions(defaults, options),
+          );
+        }
+        for (const row of message.rows) yield decode(row);
+        if (message.timing !== undefined) {
+          summary = {
+            rowsAffected: Number(message.rowsAffected),
+            lastInsertId: message.lastInsertId,
+            warningCount: message.warningCount,
+            timing: timingFrom(message.timing),
+          };
+        }
+      }
+    } catch (err) {
+      fail(err);
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+      abort.abort();
+    }
+  }
+
+  return {
+    get fields() {
+      return fields;
+    },
+    get summary() {
+      return summary;
+    },
+    [Symbol.asyncIterator]() {
+      if (iterated) throw new TypeError("a RowStream can be iterated only once");
+      iterated = true;
+      return rows();
+    },
+  };
+}

@@ -1,0 +1,218 @@
+/**
+ * The golden table: every MySQL column type with its edges (minimums and
+ * empties, maximums with all bytes and wide characters, NULL everywhere,
+ * ordinary values), written with a direct connection as SQL literals, and a
+ * reference reading of it through mysql2 with exact options. Shared by the
+ * golden tests of the gateway's clients and of the SDK.
+ */
+import type { Connection, FieldPacket } from "mysql2/promise";
+import { ColumnType } from "../../gen/sqlgate/v1/value_pb.js";
+
+export const allBytes = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+
+export const schema = `CREATE TABLE golden (
+  id INT PRIMARY KEY,
+  ti TINYINT, tiu TINYINT UNSIGNED, si SMALLINT, siu SMALLINT UNSIGNED,
+  mi MEDIUMINT, miu MEDIUMINT UNSIGNED, i INT, iu INT UNSIGNED,
+  bi BIGINT, biu BIGINT UNSIGNED,
+  dec65 DECIMAL(65,30), f FLOAT, d DOUBLE, b64 BIT(64),
+  c CHAR(10), vc VARCHAR(100), tx TEXT,
+  bn BINARY(4), vb VARBINARY(300), bl BLOB,
+  dt DATE, dtm DATETIME(6), dtm0 DATETIME, ts TIMESTAMP(6) NULL, tm TIME(6), tm0 TIME, y YEAR,
+  en ENUM('a','b','c'), st SET('x','y','z'), js JSON, geo GEOMETRY
+) CHARACTER SET utf8mb4`;
+
+export const columns = [
+  "id",
+  "ti",
+  "tiu",
+  "si",
+  "siu",
+  "mi",
+  "miu",
+  "i",
+  "iu",
+  "bi",
+  "biu",
+  "dec65",
+  "f",
+  "d",
+  "b64",
+  "c",
+  "vc",
+  "tx",
+  "bn",
+  "vb",
+  "bl",
+  "dt",
+  "dtm",
+  "dtm0",
+  "ts",
+  "tm",
+  "tm0",
+  "y",
+  "en",
+  "st",
+  "js",
+  "geo",
+];
+
+/** The expected proto type of each column, in order. */
+export const expectedTypes = [
+  ColumnType.INT,
+  ColumnType.TINYINT,
+  ColumnType.TINYINT,
+  ColumnType.SMALLINT,
+  ColumnType.SMALLINT,
+  ColumnType.MEDIUMINT,
+  ColumnType.MEDIUMINT,
+  ColumnType.INT,
+  ColumnType.INT,
+  ColumnType.BIGINT,
+  ColumnType.BIGINT,
+  ColumnType.DECIMAL,
+  ColumnType.FLOAT,
+  ColumnType.DOUBLE,
+  ColumnType.BIT,
+  ColumnType.CHAR,
+  ColumnType.VARCHAR,
+  ColumnType.TEXT,
+  ColumnType.BINARY,
+  ColumnType.VARBINARY,
+  ColumnType.BLOB,
+  ColumnType.DATE,
+  ColumnType.DATETIME,
+  ColumnType.DATETIME,
+  ColumnType.TIMESTAMP,
+  ColumnType.TIME,
+  ColumnType.TIME,
+  ColumnType.YEAR,
+  ColumnType.ENUM,
+  ColumnType.SET,
+  ColumnType.JSON,
+  ColumnType.GEOMETRY,
+];
+
+const decMax = `${"9".repeat(35)}.${"9".repeat(30)}`;
+
+/** Rows as [sql expression per column]; written with a direct connection. */
+export const rows: string[][] = [
+  // Minimums and empties.
+  [
+    "1",
+    "-128",
+    "0",
+    "-32768",
+    "0",
+    "-8388608",
+    "0",
+    "-2147483648",
+    "0",
+    "-9223372036854775808",
+    "0",
+    `-${decMax}`,
+    "-3.402823466e+38",
+    "-1.7976931348623157e308",
+    "b'0'",
+    "''",
+    "''",
+    "''",
+    "x'00000000'",
+    "''",
+    "''",
+    "'1000-01-01'",
+    "'1000-01-01 00:00:00.000000'",
+    "'1000-01-01 00:00:00'",
+    "'1970-01-01 00:00:01.000000'",
+    "'-838:59:59.000000'",
+    "'-838:59:59'",
+    "1901",
+    "'a'",
+    "''",
+    "'[]'",
+    "ST_GeomFromText('POINT(0 0)')",
+  ],
+  // Maximums, all bytes and wide characters.
+  [
+    "2",
+    "127",
+    "255",
+    "32767",
+    "65535",
+    "8388607",
+    "16777215",
+    "2147483647",
+    "4294967295",
+    "9223372036854775807",
+    "18446744073709551615",
+    decMax,
+    "3.402823466e+38",
+    "1.7976931348623157e308",
+    "b'1111111111111111111111111111111111111111111111111111111111111111'",
+    "'abcdefghij'",
+    "'😀 héllo 中文 \\' \" \\\\'",
+    "REPEAT('𝄞', 1000)",
+    "x'ffffffff'",
+    `x'${allBytes.toString("hex")}'`,
+    `x'${allBytes.toString("hex")}'`,
+    "'9999-12-31'",
+    "'9999-12-31 23:59:59.999999'",
+    "'9999-12-31 23:59:59'",
+    "'2038-01-19 03:14:07.999999'",
+    "'838:59:59.000000'",
+    "'838:59:59'",
+    "2155",
+    "'c'",
+    "'x,y,z'",
+    `'{"a": [1, 2.5, "x", null, true], "big": 12345678901234567890, "s": "😀"}'`,
+    "ST_GeomFromText('POLYGON((0 0,10 0,10 10,0 10,0 0))', 4326)",
+  ],
+  // NULL in every nullable column.
+  ["3", ...columns.slice(1).map(() => "NULL")],
+  // Ordinary values, fractions, zero padding, TIME past 24 hours.
+  [
+    "4",
+    "0",
+    "1",
+    "-1",
+    "1",
+    "-1",
+    "1",
+    "-1",
+    "1",
+    "-1",
+    "1",
+    "0.000000000000000000000000000001",
+    "0.1",
+    "0.1",
+    "b'1010'",
+    "'a'",
+    "'0'",
+    "'null'",
+    "x'0a'",
+    "x'00'",
+    "x'0000'",
+    "'2024-02-29'",
+    "'2024-02-29 12:34:56.000001'",
+    "'2024-02-29 12:34:56'",
+    "'2024-02-29 12:34:56.500000'",
+    "'25:00:00.5'",
+    "'-01:02:03'",
+    "0",
+    "'b'",
+    "'y'",
+    "'null'",
+    "ST_GeomFromText('LINESTRING(1.5 2.5, -3 4e10)')",
+  ],
+];
+
+/** Reads `sql` directly: raw text/bytes per cell, and binary-protocol floats. */
+export async function readDirect(conn: Connection, sql: string) {
+  const [textRows, fields] = (await conn.query({
+    sql,
+    rowsAsArray: true,
+    typeCast: (field, next) => (field.type === "NULL" ? next() : field.buffer()),
+  })) as unknown as [(Buffer | null)[][], FieldPacket[]];
+  const [binaryRows] = (await conn.execute({ sql, rowsAsArray: true })) as unknown as [unknown[][]];
+  return { textRows, binaryRows, fields };
+}
