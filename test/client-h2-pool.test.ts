@@ -5,14 +5,11 @@
  * reconnection after the gateway drops or restarts, and close().
  */
 import assert from "node:assert/strict";
-import { execFile, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { spawn } from "node:child_process";
 import type http2 from "node:http2";
 import type net from "node:net";
-import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
-import { promisify } from "node:util";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import {
@@ -23,8 +20,7 @@ import {
 import { DatabaseService } from "../gen/sqlgate/v1/database_pb.js";
 import { startGateway, type TestGateway } from "./support/gateway.js";
 import { createTestDatabase, runningStatements } from "./support/mysql.js";
-
-const run = promisify(execFile);
+import { selfSignedCertificate } from "./support/tls.js";
 
 /** ~420 MB if read to the end: far more than any window or buffer holds. */
 const largeResult = (marker: string) =>
@@ -97,31 +93,6 @@ const settled = (pool: PooledHttp2Transport) =>
   waitFor("the streams of finished calls to close", () =>
     pool.stats().every((s) => s.openStreams === 0),
   );
-
-async function selfSignedCertificate(t: { after(fn: () => unknown): void }) {
-  const dir = mkdtempSync(path.join(os.tmpdir(), "sqlgate-pool-tls-"));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const key = path.join(dir, "key.pem");
-  const cert = path.join(dir, "cert.pem");
-  await run("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-days",
-    "1",
-    "-keyout",
-    key,
-    "-out",
-    cert,
-    "-subj",
-    "/CN=127.0.0.1",
-    "-addext",
-    "subjectAltName=IP:127.0.0.1",
-  ]);
-  return { key: readFileSync(key), cert: readFileSync(cert) };
-}
 
 /**
  * A TLS gateway, whose HTTP/2 sessions the test can reach (over TLS the

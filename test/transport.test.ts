@@ -5,12 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
-import os from "node:os";
-import path from "node:path";
 import { describe, test } from "node:test";
 import tls from "node:tls";
 import { promisify } from "node:util";
@@ -19,33 +16,9 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { DatabaseService } from "../gen/sqlgate/v1/database_pb.js";
 import { startGateway } from "./support/gateway.js";
 import { serverUrl } from "./support/mysql.js";
+import { selfSignedCertificate } from "./support/tls.js";
 
 const run = promisify(execFile);
-
-async function selfSignedCertificate(t: { after(fn: () => unknown): void }) {
-  const dir = mkdtempSync(path.join(os.tmpdir(), "sqlgate-tls-"));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const key = path.join(dir, "key.pem");
-  const cert = path.join(dir, "cert.pem");
-  await run("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-days",
-    "1",
-    "-keyout",
-    key,
-    "-out",
-    cert,
-    "-subj",
-    "/CN=127.0.0.1",
-    "-addext",
-    "subjectAltName=IP:127.0.0.1",
-  ]);
-  return { key: readFileSync(key), cert: readFileSync(cert), certFile: cert };
-}
 
 function negotiatedProtocol(
   port: number,

@@ -22,7 +22,7 @@ import {
 } from "../../gen/sqlgate/v1/database_pb.js";
 import { IngestService } from "../../gen/sqlgate/v1/ingest_pb.js";
 import type { Field } from "../../gen/sqlgate/v1/value_pb.js";
-import { type DatabaseError, databaseErrorFrom } from "./database-error.js";
+import { databaseErrorFrom } from "./database-error.js";
 import { createIngestClient, type IngestClient } from "./ingest.js";
 import { createUnaryIngestClient } from "./ingest-unary.js";
 import { type Params, paramFieldsFromJs } from "./params.js";
@@ -33,7 +33,7 @@ import {
   type RowShape,
   type ValueOptions,
 } from "./rows.js";
-import { runTransaction, type TransactionOptions } from "./transaction.js";
+import { type RunnerHooks, runTransaction, type TransactionOptions } from "./transaction.js";
 
 /** Options of one statement: row shape, value conversion, limits, cancellation. */
 export interface QueryOptions extends ValueOptions {
@@ -203,6 +203,12 @@ export interface ClientCoreOptions extends ValueOptions {
   readonly clientStreaming?: boolean;
   /** Called once by `close()`: releases what the transport holds. */
   readonly onClose?: () => void | Promise<void>;
+  /**
+   * A deadline for every call that sets none itself (a call's own
+   * `timeoutMs` wins). Unset: calls without one take the gateway's
+   * SQLGATE_DEFAULT_TIMEOUT_MS.
+   */
+  readonly timeoutMs?: number;
 }
 
 /**
@@ -212,9 +218,13 @@ export interface ClientCoreOptions extends ValueOptions {
  * Client-wide value options are defaults that each call may override.
  */
 export function createClientCore(
-  transport: Transport,
+  baseTransport: Transport,
   options: ClientCoreOptions = {},
 ): SqlgateClient {
+  const transport =
+    options.timeoutMs !== undefined
+      ? withDefaultTimeout(baseTransport, options.timeoutMs)
+      : baseTransport;
   const db = createConnectClient(DatabaseService, transport);
   const ingestClient = createConnectClient(IngestService, transport);
   const defaults = pickValueOptions(options);
@@ -244,6 +254,22 @@ export function createClientCore(
 }
 
 /**
+ * `transport` with `timeoutMs` as the deadline of every call that has none,
+ * the same for every transport (connect-node's HTTP/2 pool, connect-web).
+ */
+function withDefaultTimeout(transport: Transport, timeoutMs: number): Transport {
+  if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs)) {
+    throw new RangeError(`timeoutMs: expected a positive number, got ${String(timeoutMs)}`);
+  }
+  return {
+    unary: (method, signal, callTimeoutMs, header, input, contextValues) =>
+      transport.unary(method, signal, callTimeoutMs ?? timeoutMs, header, input, contextValues),
+    stream: (method, signal, callTimeoutMs, header, input, contextValues) =>
+      transport.stream(method, signal, callTimeoutMs ?? timeoutMs, header, input, contextValues),
+  };
+}
+
+/**
  * Over unary Writes, a writer's "stream" defaults to one chunk: each Write
  * is then acknowledged and retried on its own (see ingest-unary.ts).
  */
@@ -256,14 +282,6 @@ function unaryIngest(ingest: IngestClient): IngestClient {
 }
 
 type DatabaseClient = Client<typeof DatabaseService>;
-
-/** What a transaction adds to the SQL methods bound to it. */
-export interface RunnerHooks {
-  /** Runs before each call; throws to refuse it (a transaction that has ended). */
-  before?(): void;
-  /** Sees every error a call rejects with (a transaction notes conflicts). */
-  onError?(err: DatabaseError): void;
-}
 
 /** The SQL methods on `session` ("" outside a transaction). */
 export function createSqlRunner(

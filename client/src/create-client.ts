@@ -7,6 +7,7 @@ import http from "node:http";
 import https from "node:https";
 import type { Interceptor, Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
+import { type CredentialOptions, interceptorsWithCredentials } from "./auth.js";
 import { createClientCore, type SqlgateClient } from "./client-core.js";
 import { createPooledHttp2Transport } from "./node/http2-pool.js";
 import { pickValueOptions, type ValueOptions } from "./rows.js";
@@ -14,8 +15,10 @@ import { pickValueOptions, type ValueOptions } from "./rows.js";
 /**
  * Options of the Node client. The value options (`int64`, `temporal`,
  * `json`, `cast`) are client-wide defaults that each call may override.
+ * Credentials (`token`, or `username` and `password`) are sent as a standard
+ * `authorization` header on every call.
  */
-export interface ClientOptions extends ValueOptions {
+export interface ClientOptions extends ValueOptions, CredentialOptions {
   /** The gateway's base URL, such as `http://127.0.0.1:8080` or `https://db.example.com`. */
   readonly url: string;
   /**
@@ -43,18 +46,22 @@ export interface ClientOptions extends ValueOptions {
   readonly pingTimeoutMs?: number;
   /** An idle HTTP/2 connection is closed after this long (default 15 minutes). */
   readonly idleConnectionTimeoutMs?: number;
-  /** Interceptors run on every call, for example to add an `authorization` header. */
+  /** Interceptors run on every call, after the one that sends the credentials. */
   readonly interceptors?: Interceptor[];
+  /** A deadline for every call that sets none itself (`timeoutMs` per call wins). */
+  readonly timeoutMs?: number;
 }
 
 /**
  * A client for the gateway at `options.url`, speaking the Connect protocol
  * with binary Protobuf (smaller and faster to encode than JSON, and exact for
- * 64-bit integers and bytes without base64 or string detours).
+ * 64-bit integers and bytes without base64 or string detours). Throws a
+ * TypeError for credentials that cannot be meant (a token and a password, a
+ * username without a password).
  */
 export function createClient(options: ClientOptions): SqlgateClient {
   const url = new URL(options.url);
-  const interceptors = options.interceptors ?? [];
+  const interceptors = interceptorsWithCredentials(options, options.interceptors);
   let transport: Transport;
   let release: () => void;
   if ((options.httpVersion ?? "2") === "2") {
@@ -86,5 +93,6 @@ export function createClient(options: ClientOptions): SqlgateClient {
     ...pickValueOptions(options),
     clientStreaming: true,
     onClose: release,
+    ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
   });
 }

@@ -4,6 +4,7 @@
  * runtime with fetch) re-export it, so the two never drift apart.
  */
 export { ColumnType, type Field, type Value } from "../../gen/sqlgate/v1/value_pb.js";
+export type { CredentialOptions } from "./auth.js";
 export {
   type ArrayQueryOptions,
   type BatchOptions,

@@ -12,14 +12,17 @@
  */
 import type { Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
+import { type CredentialOptions, interceptorsWithCredentials } from "./auth.js";
 import { createClientCore, type SqlgateClient } from "./client-core.js";
 import { pickValueOptions, type ValueOptions } from "./rows.js";
 
 /**
  * Options of the fetch client. The value options (`int64`, `temporal`,
  * `json`, `cast`) are client-wide defaults that each call may override.
+ * Credentials (`token`, or `username` and `password`) are sent as a standard
+ * `authorization` header on every call.
  */
-export interface FetchClientOptions extends ValueOptions {
+export interface FetchClientOptions extends ValueOptions, CredentialOptions {
   /** The gateway's base URL, such as `https://db.example.com`. */
   readonly url: string;
   /**
@@ -34,16 +37,17 @@ export interface FetchClientOptions extends ValueOptions {
    * up at each call.
    */
   readonly fetch?: typeof globalThis.fetch;
-  /** Interceptors run on every call, for example to add an `authorization` header. */
+  /** Interceptors run on every call, after the one that sends the credentials. */
   readonly interceptors?: Interceptor[];
   /** A deadline for every call that sets none itself (`timeoutMs` per call wins). */
-  readonly defaultTimeoutMs?: number;
+  readonly timeoutMs?: number;
 }
 
 /**
  * A client for the gateway at `options.url` over `fetch`. `close()` releases
  * nothing (the runtime owns fetch's connections) and exists so that code can
- * hold either entry's client.
+ * hold either entry's client. Throws a TypeError for credentials that cannot
+ * be meant (a token and a password, a username without a password).
  */
 export function createClient(options: FetchClientOptions): SqlgateClient {
   const transport = createConnectTransport({
@@ -51,12 +55,13 @@ export function createClient(options: FetchClientOptions): SqlgateClient {
     useBinaryFormat: (options.format ?? "binary") === "binary",
     // Looked up per call, not captured: a test or a polyfill may replace it.
     fetch: options.fetch ?? ((input, init) => globalThis.fetch(input, init)),
-    ...(options.interceptors !== undefined ? { interceptors: options.interceptors } : {}),
-    ...(options.defaultTimeoutMs !== undefined
-      ? { defaultTimeoutMs: options.defaultTimeoutMs }
-      : {}),
+    interceptors: interceptorsWithCredentials(options, options.interceptors),
   });
-  return createClientCore(transport, { ...pickValueOptions(options), clientStreaming: false });
+  return createClientCore(transport, {
+    ...pickValueOptions(options),
+    clientStreaming: false,
+    ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+  });
 }
 
 export * from "./exports.js";

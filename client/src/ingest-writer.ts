@@ -123,6 +123,12 @@ export interface IngestWriter {
    * error once it has failed.
    */
   append(row: readonly unknown[]): Promise<void>;
+  /**
+   * `append` by the name of a stream's `write`, for `await writer.write(row)`
+   * in a loop: awaiting it is what applies the backpressure, since it stops
+   * resolving while `maxPendingRows` rows wait for their acknowledgement.
+   */
+  write(row: readonly unknown[]): Promise<void>;
   /** Resolves when every row appended so far is acknowledged. */
   flush(): Promise<void>;
   /**
@@ -398,35 +404,37 @@ export function createIngestWriter(
     return flushed;
   }
 
-  return {
-    async append(values) {
-      if (failure !== undefined) throw failure;
-      if (closing !== undefined) {
-        throw new ConnectError("the writer is closed", Code.FailedPrecondition);
-      }
-      const row = rowFromJs(values, columns);
-      if (pendingRows >= o.maxPendingRows) {
-        waitingAppends++;
-        try {
-          while (pendingRows >= o.maxPendingRows) {
-            await new Promise<void>((resolve, reject) => {
-              capacityWaiters.push({ resolve, reject });
-            });
-          }
-        } finally {
-          waitingAppends--;
+  async function append(values: readonly unknown[]): Promise<void> {
+    if (failure !== undefined) throw failure;
+    if (closing !== undefined) {
+      throw new ConnectError("the writer is closed", Code.FailedPrecondition);
+    }
+    const row = rowFromJs(values, columns);
+    if (pendingRows >= o.maxPendingRows) {
+      waitingAppends++;
+      try {
+        while (pendingRows >= o.maxPendingRows) {
+          await new Promise<void>((resolve, reject) => {
+            capacityWaiters.push({ resolve, reject });
+          });
         }
+      } finally {
+        waitingAppends--;
       }
-      openRows.push(row);
-      openBytes += approxRowBytes(row);
-      pendingRows++;
-      if (openRows.length >= o.maxChunkRows || openBytes >= o.maxChunkBytes) {
-        seal();
-      } else {
-        sealTimer ??= setTimeout(seal, o.maxDelayMs);
-      }
-    },
+    }
+    openRows.push(row);
+    openBytes += approxRowBytes(row);
+    pendingRows++;
+    if (openRows.length >= o.maxChunkRows || openBytes >= o.maxChunkBytes) {
+      seal();
+    } else {
+      sealTimer ??= setTimeout(seal, o.maxDelayMs);
+    }
+  }
 
+  return {
+    append,
+    write: append,
     flush,
 
     get error() {

@@ -5,8 +5,7 @@
  */
 import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import { type DatabaseService, IsolationLevel } from "../../gen/sqlgate/v1/database_pb.js";
-import type { RunnerHooks, SqlRunner, Transaction } from "./client-core.js";
-import { databaseErrorFrom, isTransactionConflict } from "./database-error.js";
+import { type DatabaseError, databaseErrorFrom, isTransactionConflict } from "./database-error.js";
 import { backoffDelayMs } from "./retry.js";
 
 /** Isolation levels, spelt as in `SET TRANSACTION ISOLATION LEVEL`, lower case. */
@@ -44,15 +43,23 @@ const retryBackoff = { baseDelayMs: 20, maxDelayMs: 1000 };
 
 type DatabaseClient = Client<typeof DatabaseService>;
 
+/** What a transaction adds to the SQL methods bound to it. */
+export interface RunnerHooks {
+  /** Runs before each call; throws to refuse it (a transaction that has ended). */
+  before?(): void;
+  /** Sees every error a call rejects with (a transaction notes conflicts). */
+  onError?(err: DatabaseError): void;
+}
+
 /**
  * Runs `fn` as `SqlgateClient.transaction` documents. `runnerFor(session,
  * hooks)` gives the SQL methods bound to a transaction's token.
  */
-export async function runTransaction<T>(
+export async function runTransaction<T, Runner extends object>(
   db: DatabaseClient,
   options: TransactionOptions,
-  runnerFor: (session: string, hooks: RunnerHooks) => SqlRunner,
-  fn: (tx: Transaction) => Promise<T>,
+  runnerFor: (session: string, hooks: RunnerHooks) => Runner,
+  fn: (tx: Runner & { readonly session: string }) => Promise<T>,
 ): Promise<T> {
   const retries = options.retries ?? 2;
   if (!Number.isInteger(retries) || retries < 0) {
@@ -104,7 +111,7 @@ export async function runTransaction<T>(
         if (isTransactionConflict(err)) conflictSeen = true;
       },
     });
-    const tx: Transaction = { ...runner, session };
+    const tx = { ...runner, session };
 
     let result: T;
     try {
