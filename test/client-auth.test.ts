@@ -13,10 +13,10 @@ import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { test } from "node:test";
 import vm from "node:vm";
-import { build } from "esbuild";
 import { base64FromBytes } from "../client/src/auth.js";
 import { createClient as createFetchClient } from "../client/src/fetch.js";
 import { createClient, DatabaseError, type SqlgateClient } from "../client/src/index.js";
+import { bundle, webContext } from "./support/web-sandbox.js";
 
 const refusal = JSON.stringify({ code: "unauthenticated", message: "credentials refused" });
 
@@ -112,32 +112,9 @@ test("fetch client sends Bearer and Basic headers, also in a web-only sandbox", 
   }
 
   // The fetch entry bundled and run where only web globals exist (no btoa, no Buffer).
-  const result = await build({
-    entryPoints: [new URL("../client/src/fetch.ts", import.meta.url).pathname],
-    bundle: true,
-    write: false,
-    format: "iife",
-    globalName: "sqlgate",
-    platform: "neutral",
-    mainFields: ["module", "main"],
-    target: "es2022",
-    logLevel: "silent",
-  });
-  const context = vm.createContext({
-    fetch,
-    Headers,
-    Request,
-    Response,
-    AbortController,
-    AbortSignal,
-    TextEncoder,
-    TextDecoder,
-    URL,
-    ReadableStream,
-    setTimeout,
-    clearTimeout,
-  });
-  vm.runInContext(result.outputFiles[0]?.text ?? "", context);
+  const { code } = await bundle("client/src/fetch.ts");
+  const context = webContext(fetch);
+  vm.runInContext(code, context);
   for (const name of ["btoa", "Buffer", "process"]) {
     assert.equal(vm.runInContext(`typeof ${name}`, context), "undefined", name);
   }

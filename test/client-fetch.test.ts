@@ -11,60 +11,13 @@ import assert from "node:assert/strict";
 import { builtinModules } from "node:module";
 import { test } from "node:test";
 import vm from "node:vm";
-import { build } from "esbuild";
 import type * as Scenario from "./support/fetch-scenario.js";
 import { startGateway } from "./support/gateway.js";
 import { createTestDatabase, waitUntilGone } from "./support/mysql.js";
-
-/** `entry` and everything it imports, as one script defining `globalThis.sqlgate`. */
-async function bundle(entry: string) {
-  const result = await build({
-    entryPoints: [new URL(entry, import.meta.url).pathname],
-    bundle: true,
-    write: false,
-    metafile: true,
-    format: "iife",
-    globalName: "sqlgate",
-    platform: "neutral",
-    mainFields: ["module", "main"],
-    target: "es2022",
-    logLevel: "silent",
-  });
-  const output = result.outputFiles[0];
-  assert.ok(output, "esbuild wrote no bundle");
-  return { code: output.text, metafile: result.metafile };
-}
-
-/** A context with web globals only, sharing this process's fetch (HTTP/1.1 via undici). */
-function webContext(fetch: typeof globalThis.fetch) {
-  return vm.createContext({
-    fetch,
-    Headers,
-    Request,
-    Response,
-    AbortController,
-    AbortSignal,
-    TextEncoder,
-    TextDecoder,
-    URL,
-    URLSearchParams,
-    ReadableStream,
-    WritableStream,
-    TransformStream,
-    Blob,
-    DOMException,
-    Event,
-    EventTarget,
-    crypto: globalThis.crypto,
-    setTimeout,
-    clearTimeout,
-    queueMicrotask,
-    console,
-  });
-}
+import { bundle, webContext } from "./support/web-sandbox.js";
 
 test("the fetch entry bundles without a node: module", async () => {
-  const { code, metafile } = await bundle("../client/src/fetch.ts");
+  const { code, metafile } = await bundle("client/src/fetch.ts");
   const builtins = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]));
   const inputs = Object.keys(metafile.inputs);
   assert.ok(inputs.some((i) => i.includes("@connectrpc/connect-web")));
@@ -83,7 +36,7 @@ async function runInSandbox(
   fetch: typeof globalThis.fetch,
   run: (scenario: typeof Scenario) => Promise<string>,
 ): Promise<unknown> {
-  const { code } = await bundle("./support/fetch-scenario.ts");
+  const { code } = await bundle("test/support/fetch-scenario.ts");
   const context = webContext(fetch);
   vm.runInContext(code, context, { filename: "fetch-scenario.js" });
   for (const name of ["process", "Buffer", "require", "module", "setImmediate"]) {

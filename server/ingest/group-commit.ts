@@ -35,6 +35,8 @@ export interface GroupCommitOptions {
 export interface CommitResult {
   /** True when its idempotency key had been applied before: nothing was written. */
   readonly duplicate: boolean;
+  /** Which transaction held the rows (1, 2, ... per gateway), to count a stream's batches. */
+  readonly batchId: number;
 }
 
 export interface GroupCommitStats {
@@ -110,7 +112,7 @@ export function createGroupCommit(
   let rows = 0;
   let idle: (() => void)[] = [];
 
-  const settle = (w: Waiting, outcome: { duplicate: boolean } | ConnectError) => {
+  const settle = (w: Waiting, outcome: CommitResult | ConnectError) => {
     if (w.state === "done") return;
     w.state = "done";
     if (outcome instanceof ConnectError) w.reject(outcome);
@@ -203,13 +205,13 @@ export function createGroupCommit(
         lease.conn,
         live.map((w) => w.part),
       );
-      batches++;
+      const batchId = ++batches;
       live.forEach((w, i) => {
         const outcome = outcomes[i];
         if (outcome === undefined) return;
         if (outcome.ok) {
           if (!outcome.duplicate) rows += w.part.rows.rowCount;
-          settle(w, { duplicate: outcome.duplicate });
+          settle(w, { duplicate: outcome.duplicate, batchId });
         } else settle(w, outcome.error);
       });
     } catch (err) {

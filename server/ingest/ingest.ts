@@ -54,6 +54,8 @@ export interface WriteResult {
   rowsWritten: number;
   batches: number;
   duplicateBatches: number;
+  /** The group-commit transaction that held the rows, if one did. */
+  batchId?: number;
 }
 
 /** A chunk of a stream: empty table/columns and undefined policies repeat the previous chunk's. */
@@ -187,7 +189,7 @@ export function createIngest(options: IngestOptions): Ingest {
     const result = await groupCommit.commit({ target, rows, idempotencyKey: key }, deadline);
     return result.duplicate
       ? { rowsWritten: 0, batches: 0, duplicateBatches: 1 }
-      : { rowsWritten: rows.rowCount, batches: 1, duplicateBatches: 0 };
+      : { rowsWritten: rows.rowCount, batches: 1, duplicateBatches: 0, batchId: result.batchId };
   };
 
   const upkeepOnce = async () => {
@@ -294,6 +296,8 @@ export function createIngest(options: IngestOptions): Ingest {
       // Each chunk in flight listens for the end of the call.
       setMaxListeners(2 * streamWindow + 10, deadline.signal);
       const summary: WriteResult = { rowsWritten: 0, batches: 0, duplicateBatches: 0 };
+      // Chunks merged into one transaction count as one batch.
+      const batchIds = new Set<number>();
       const inFlight = new Set<Promise<void>>();
       let failure: unknown;
       let table = "";
@@ -323,7 +327,8 @@ export function createIngest(options: IngestOptions): Ingest {
         ).then(
           (r) => {
             summary.rowsWritten += r.rowsWritten;
-            summary.batches += r.batches;
+            if (r.batchId === undefined) summary.batches += r.batches;
+            else batchIds.add(r.batchId);
             summary.duplicateBatches += r.duplicateBatches;
             inFlight.delete(done);
           },
@@ -338,6 +343,7 @@ export function createIngest(options: IngestOptions): Ingest {
       }
       await Promise.all(inFlight);
       if (failure !== undefined) throw failure;
+      summary.batches += batchIds.size;
       return summary;
     },
     stats() {
