@@ -131,8 +131,7 @@ export function createBatchWriter(options: BatchWriterOptions): BatchWriter {
     }
     const statements: { sql: string; target: IngestTarget }[] = [];
     for (const [target, list] of byTarget) {
-      const overhead =
-        Buffer.byteLength(target.insertPrefix) + Buffer.byteLength(target.insertSuffix);
+      const overhead = target.insertOverheadBytes;
       let values: string[] = [];
       let size = overhead;
       const flush = () => {

@@ -24,6 +24,8 @@ export interface IngestTarget {
   readonly insertPrefix: string;
   /** `` (error) or ` ON DUPLICATE KEY UPDATE ...` (ignore, update). */
   readonly insertSuffix: string;
+  /** The UTF-8 size of prefix and suffix: what an INSERT holds besides its rows. */
+  readonly insertOverheadBytes: number;
 }
 
 /** Runs a read-only query for the catalog, returning rows as arrays. */
@@ -141,14 +143,17 @@ export function createTargetCatalog(query: CatalogQuery, defaultDatabase: string
       return column.name;
     });
     const quoted = columns.map(quoteIdentifier);
+    const insertPrefix = `INSERT INTO ${where} (${quoted.join(",")}) VALUES `;
+    const insertSuffix = conflictClause(columns, info.keyColumns, onConflict);
     return {
       key: `${where}(${quoted.join(",")})${onConflict}`,
       database,
       table: name,
       columns,
       onConflict,
-      insertPrefix: `INSERT INTO ${where} (${quoted.join(",")}) VALUES `,
-      insertSuffix: conflictClause(columns, info.keyColumns, onConflict),
+      insertPrefix,
+      insertSuffix,
+      insertOverheadBytes: Buffer.byteLength(insertPrefix) + Buffer.byteLength(insertSuffix),
     };
   };
 

@@ -152,8 +152,7 @@ export function createIngest(options: IngestOptions): Ingest {
       );
     }
     const target = await catalog.resolve(input.table, input.columns, input.onConflict);
-    const overhead =
-      Buffer.byteLength(target.insertPrefix) + Buffer.byteLength(target.insertSuffix);
+    const overhead = target.insertOverheadBytes;
     const rows = renderRows(
       input.rows,
       target.columns,
