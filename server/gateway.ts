@@ -62,6 +62,7 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
         : [randomBytes(32)],
     ),
   });
+  const closing = new AbortController();
   const core: GatewayCore = {
     sql: createSqlExecutor(db, {
       ...config.limits,
@@ -72,6 +73,8 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
     acquireTimeoutMs: config.mysql.acquireTimeoutMs,
     ingest,
     defaultTimeoutMs: config.limits.defaultTimeoutMs,
+    ping: (timeoutMs) => db.ping(timeoutMs),
+    closing: closing.signal,
   };
   if (config.transactions.tokenSecrets.length === 0) {
     options.logger.info(
@@ -91,6 +94,7 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
     ingest,
     start: () => ingest.start(),
     async close() {
+      closing.abort();
       try {
         await app.close();
       } finally {

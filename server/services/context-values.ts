@@ -21,6 +21,13 @@ export interface GatewayCore {
   readonly ingest: Ingest;
   /** The deadline of a call that gives none (SQLGATE_DEFAULT_TIMEOUT_MS). */
   readonly defaultTimeoutMs: number;
+  /** Resolves when MySQL answers within `timeoutMs`: what gRPC health reports. */
+  ping(timeoutMs: number): Promise<void>;
+  /**
+   * Aborted when the gateway starts closing, so that calls with no natural end
+   * (health Watch) end instead of holding close() until its grace period runs out.
+   */
+  readonly closing: AbortSignal;
 }
 
 export const kGatewayCore = createContextKey<GatewayCore | undefined>(undefined, {
