@@ -4,37 +4,16 @@
  * README's curl examples, and stopping cleanly on SIGTERM.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
 import { promisify } from "node:util";
 import { isAlive } from "../server/devdb/embedded-mysql.js";
+import { waitForLog } from "./support/gateway-process.js";
 
 const run = promisify(execFile);
-
-/** Waits for a log line matching `pattern` on the child's stdout. */
-function waitForLog(child: ChildProcess, pattern: RegExp, timeoutMs: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let seen = "";
-    const timer = setTimeout(
-      () => reject(new Error(`no ${pattern} within ${timeoutMs} ms:\n${seen}`)),
-      timeoutMs,
-    );
-    child.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
-      seen += chunk;
-      const line = seen.split("\n").find((l) => pattern.test(l));
-      if (line !== undefined) {
-        clearTimeout(timer);
-        resolve(line);
-      }
-    });
-    child.once("exit", (code) =>
-      reject(new Error(`exited with ${code} before ${pattern}:\n${seen}`)),
-    );
-  });
-}
 
 async function curlJson(url: string, body: unknown): Promise<unknown> {
   const { stdout } = await run("curl", [
