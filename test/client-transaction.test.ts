@@ -13,7 +13,7 @@ import {
   type Transaction,
 } from "../client/src/index.js";
 import { startGateway } from "./support/gateway.js";
-import { connectDirect, createTestDatabase } from "./support/mysql.js";
+import { connectDirect, createTestDatabase, waitForLockWait } from "./support/mysql.js";
 
 type Context = Parameters<typeof createTestDatabase>[0];
 
@@ -28,19 +28,6 @@ async function setup(t: Context, httpVersion: "1.1" | "2" = "2") {
     return rows as { id: number; name: string }[];
   };
   return { db, client, names };
-}
-
-/** Waits until some transaction waits for a row lock (InnoDB refreshes this view every 0.1 s). */
-async function waitForLockWait(admin: Awaited<ReturnType<typeof createTestDatabase>>["admin"]) {
-  const until = Date.now() + 5000;
-  for (;;) {
-    const [rows] = await admin.query(
-      "SELECT COUNT(*) AS n FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'",
-    );
-    if (Number((rows as { n: number }[])[0]?.n) > 0) return;
-    assert.ok(Date.now() < until, "no transaction came to wait for a lock");
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 for (const httpVersion of ["2", "1.1"] as const) {

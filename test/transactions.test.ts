@@ -9,22 +9,9 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { IsolationLevel } from "../gen/sqlgate/v1/database_pb.js";
 import { databaseClient } from "./support/clients.js";
 import { startGateway, type TestGatewayOptions } from "./support/gateway.js";
-import { connectDirect, createTestDatabase } from "./support/mysql.js";
+import { connectDirect, createTestDatabase, waitForLockWait } from "./support/mysql.js";
 
 const secret = "a-test-secret-that-is-long-enough-0123456789";
-
-/** Waits until some transaction waits for a row lock (InnoDB refreshes this view every 0.1 s). */
-async function waitForLockWait(admin: Awaited<ReturnType<typeof createTestDatabase>>["admin"]) {
-  const until = Date.now() + 5000;
-  for (;;) {
-    const [rows] = await admin.query(
-      "SELECT COUNT(*) AS n FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'",
-    );
-    if (Number((rows as { n: number }[])[0]?.n) > 0) return;
-    assert.ok(Date.now() < until, "no transaction came to wait for a lock");
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 async function setup(
   t: Parameters<typeof createTestDatabase>[0],

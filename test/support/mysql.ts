@@ -76,3 +76,16 @@ export async function waitUntilGone(
   }
   return Date.now() - started;
 }
+
+/** Waits until some transaction waits for a row lock (InnoDB refreshes this view every 0.1 s). */
+export async function waitForLockWait(admin: mysql.Connection, withinMs = 5000): Promise<void> {
+  const until = Date.now() + withinMs;
+  for (;;) {
+    const [rows] = await admin.query(
+      "SELECT COUNT(*) AS n FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'",
+    );
+    if (Number((rows as { n: number }[])[0]?.n) > 0) return;
+    if (Date.now() > until) throw new Error("no transaction came to wait for a lock");
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}

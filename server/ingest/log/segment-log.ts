@@ -66,6 +66,7 @@ import path from "node:path";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import { crc32 } from "node:zlib";
 import { Code, ConnectError } from "@connectrpc/connect";
+import type { IngestLog, IngestLogStats, LogRecord } from "./ingest-log.js";
 
 export interface SegmentLogOptions {
   /** Directory holding the segments (created if missing), e.g. `${dataDir}/ingest-log`. */
@@ -76,22 +77,9 @@ export interface SegmentLogOptions {
   readonly maxBytes: number;
 }
 
-export interface LogRecord {
-  /** 1, 2, 3, ... assigned at append, never reused for this log. */
-  readonly seq: number;
-  /** Wall clock (Date.now()) at append, stored in the frame. */
-  readonly appendedAtMs: number;
-  readonly payload: Buffer;
-}
-
-export interface SegmentLogStats {
-  /** Bytes of live segment files, plus appends admitted but not yet written. */
-  readonly bytes: number;
+/** `bytes` counts live segment files plus appends admitted but not yet written. */
+export interface SegmentLogStats extends IngestLogStats {
   readonly segments: number;
-  /** Records with seq > appliedThrough. */
-  readonly unappliedRecords: number;
-  /** appendedAtMs of the first unapplied record. */
-  readonly oldestUnappliedAtMs: number | undefined;
   /** fdatasync calls made for appends: with group commit, far fewer than appends. */
   readonly syncs: number;
 }
@@ -109,45 +97,27 @@ export interface SegmentLogRecovery {
   readonly droppedSeqs: number;
 }
 
-export interface SegmentLog {
-  /** Stable id of this log (random, created once, stored in `${dir}/log-id`); names it in MySQL bookkeeping. */
-  readonly logId: string;
+/**
+ * The local write-ahead log, as IngestLog describes it, with these specifics:
+ * - `logId` is random, created once and kept in `${dir}/log-id`.
+ * - `append` resolves once the record is fdatasync'd; concurrent appends share
+ *   one write and one fdatasync (group commit). Past `maxBytes` it waits (FIFO)
+ *   for applied segments to be deleted; if `signal` aborts first it rejects with
+ *   `resource_exhausted` naming SQLGATE_INGEST_LOG_MAX_BYTES, and a record larger
+ *   than `maxBytes` is refused at once. After close() it rejects `unavailable`.
+ * - `read` reads the segment files back (no payloads are kept in memory), sees
+ *   only fsync'd records, checks each frame's CRC again, and starts at the first
+ *   live record after `fromSeq` if that one was deleted.
+ * - `markApplied` deletes segments all of whose records are applied (never the
+ *   one being appended to). It is not persisted: after a restart the caller asks
+ *   MySQL. A seq at or past nextSeq() (MySQL applied records this log lost)
+ *   moves nextSeq() past it, so new records are never mistaken for applied ones.
+ * - `close` finishes pending appends, closes the files and releases the lock.
+ */
+export interface SegmentLog extends IngestLog {
   /** What open repaired; all zero and empty for a log closed cleanly or killed mid-append. */
   readonly recovered: SegmentLogRecovery;
-  /** Seq the next record will get. */
-  nextSeq(): number;
-  /**
-   * Appends one record and resolves with its seq once it is fsync'd (fdatasync) to disk.
-   * Concurrent appends are grouped into one write + one fdatasync (group commit).
-   * When live bytes would exceed maxBytes, waits (FIFO) for applied segments to be deleted;
-   * if `signal` aborts first, rejects with ConnectError Code.ResourceExhausted whose message
-   * names SQLGATE_INGEST_LOG_MAX_BYTES (and nothing is appended). A record larger than
-   * maxBytes rejects at once with ResourceExhausted. Rejects after close() (Code.Unavailable).
-   */
-  append(payload: Buffer, signal?: AbortSignal): Promise<number>;
-  /**
-   * Up to maxRecords (and about maxBytes of payload, but at least one record) consecutive
-   * records starting at `fromSeq` (or the first live record after it, if fromSeq was deleted),
-   * read back from the segment files (no in-memory copy of payloads is kept). [] if none.
-   * Only fsync'd records are seen. Each frame's CRC is checked again. Rejects after close().
-   */
-  read(fromSeq: number, maxRecords: number, maxBytes: number): Promise<LogRecord[]>;
-  /** Resolves once a record with seq >= fromSeq exists (or at close, or when signal aborts). */
-  waitForRecords(fromSeq: number, signal?: AbortSignal): Promise<void>;
-  /**
-   * Every record with seq <= throughSeq is applied: deletes segment files all of whose
-   * records are <= throughSeq (never the one being appended to), freeing space for waiters.
-   * Monotonic (a lower value is ignored). Not persisted: after a restart, the caller finds
-   * out from MySQL what was applied, and calls markApplied again. A throughSeq at or past
-   * nextSeq() (MySQL applied records this log lost) moves nextSeq() past it, so that new
-   * records are not mistaken for applied ones.
-   */
-  markApplied(throughSeq: number): Promise<void>;
-  /** The first seq still on disk (live), or nextSeq() if none. */
-  firstSeq(): number;
   stats(): SegmentLogStats;
-  /** Finishes pending appends (their fsync), closes files, releases the lock. */
-  close(): Promise<void>;
 }
 
 /** u32 length + u32 CRC + u64 seq + u64 appendedAtMs. */
