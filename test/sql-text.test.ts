@@ -3,9 +3,9 @@ import { describe, test } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { parseSqlText } from "../server/sql/sql-text.js";
 
-function refusal(sql: string): ConnectError {
+function refusal(sql: string, mode: "bind" | "verbatim" = "bind"): ConnectError {
   try {
-    parseSqlText(sql);
+    parseSqlText(sql, mode);
   } catch (err) {
     assert.ok(err instanceof ConnectError);
     assert.equal(err.code, Code.InvalidArgument);
@@ -71,8 +71,20 @@ describe("parseSqlText", () => {
     assert.equal(effect("CREATE TEMPORARY TABLE t (id INT)"), "reset");
     assert.equal(effect("LOCK TABLES t WRITE"), "reset");
     assert.equal(effect("SELECT GET_LOCK('x', 1)"), "reset");
-    assert.equal(effect("START TRANSACTION"), "reset");
+    assert.equal(effect("START TRANSACTION"), "transaction");
+    assert.equal(effect("begin"), "transaction");
+    assert.equal(effect("SAVEPOINT sp1"), "transaction");
+    assert.equal(effect("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"), "transaction");
+    assert.equal(effect("SET SESSION TRANSACTION ISOLATION LEVEL SERIALIZABLE"), "reset");
+    assert.equal(effect("COMMIT"), "none");
     assert.equal(effect("CALL refresh()"), "reset");
     assert.equal(effect("use other"), "reconnect");
+  });
+
+  test("verbatim mode leaves placeholders and values in the text", () => {
+    const parsed = parseSqlText("SELECT '?', :a, ? FROM t;", "verbatim");
+    assert.equal(parsed.sql, "SELECT '?', :a, ? FROM t");
+    assert.equal(parsed.placeholderCount, 0);
+    assert.match(refusal("SELECT 1; SELECT 2", "verbatim").message, /own call/);
   });
 });

@@ -8,7 +8,9 @@ import type { Database, PoolConnection } from "./database.js";
 /**
  * The state a lease's connection is given back in: `reuse` as is, `reset`
  * after statements that left session state behind (COM_RESET_CONNECTION
- * clears it), `reconnect` when its current database changed, `rolledBack` when
+ * clears it), `transactionState` after statements that left only state of the
+ * current or next transaction (BEGIN, SAVEPOINT, SET TRANSACTION), which a
+ * reset clears too, `reconnect` when its current database changed, `rolledBack` when
  * MySQL rolled back its open transaction (a deadlock), `transactionEnded` when
  * a statement ended it (COMMIT, ROLLBACK, or DDL, which commits implicitly),
  * `broken` when it cannot be trusted any more.
@@ -16,6 +18,7 @@ import type { Database, PoolConnection } from "./database.js";
 export type ReleaseState =
   | "reuse"
   | "reset"
+  | "transactionState"
   | "reconnect"
   | "rolledBack"
   | "transactionEnded"

@@ -1,8 +1,16 @@
 /**
- * Interactive transactions across requests. BeginTransaction pins a
- * connection and returns a signed token; calls with the token run on that
- * connection one at a time, in arrival order; Commit/Rollback end it. A
- * transaction left idle (or open too long) is rolled back and its connection
+ * Sessions that span requests, each with a MySQL connection pinned to it.
+ *
+ * Two kinds share one registry (and one limit, SQLGATE_MAX_TRANSACTIONS):
+ * - transactions (`sqlgate.v1` BeginTransaction): the connection starts a
+ *   transaction; calls with the token run one at a time, in arrival order;
+ *   Commit/Rollback end it.
+ * - pinned sessions (PlanetScale's API): the connection is pinned while the
+ *   session holds something only that connection has (an open transaction,
+ *   session variables, locks, temporary tables) and given back to the pool as
+ *   soon as it holds nothing; concurrent calls are refused, not queued.
+ *
+ * A session left idle (or open too long) is rolled back and its connection
  * returned, and later calls with its token are told so, plainly.
  *
  * A token is checked before anything else: forged or altered tokens are
@@ -12,7 +20,12 @@
  */
 import { randomBytes } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { type ConnectionSource, type Lease, resetThenRelease } from "../mysql/connection-source.js";
+import {
+  type ConnectionSource,
+  type Lease,
+  type ReleaseState,
+  resetThenRelease,
+} from "../mysql/connection-source.js";
 import { type Database, type PoolConnection, runControlStatement } from "../mysql/database.js";
 import { limitExceeded } from "../mysql/errors.js";
 import type { TokenCodec } from "./session-token.js";
@@ -39,10 +52,42 @@ export interface BeginOptions {
   readonly timeoutMs: number;
 }
 
+export interface PinOptions {
+  /** How long to wait for a connection. */
+  readonly timeoutMs: number;
+  /** A transaction open this long on the session is rolled back and the session ended. */
+  readonly transactionTimeoutMs: number;
+  /** The setting that sets `transactionTimeoutMs`, named when it ends a session. */
+  readonly transactionTimeoutSetting: string;
+}
+
+/** What a statement left on a pinned session's connection (see settle). */
+export interface PinnedState {
+  /** MySQL reports a transaction open; undefined when it did not say (a result set). */
+  readonly openTransaction: boolean | undefined;
+  /** The statement set up the next transaction (SET TRANSACTION) without opening it. */
+  readonly transactionPending: boolean;
+}
+
+export interface SourceOptions {
+  /** Refuse a call while another is running on the session (`aborted`), rather than queue it. */
+  readonly exclusive: boolean;
+}
+
 export interface SessionRegistry {
   begin(options: BeginOptions): Promise<{ token: string; idleTimeoutMs: number }>;
-  /** The transaction's connection as a source for statements. Throws for a bad token. */
-  source(token: string): ConnectionSource;
+  /** A new pinned session (see above), with no transaction open. */
+  pin(options: PinOptions): Promise<string>;
+  /** The session's connection as a source for statements. Throws for a bad token. */
+  source(token: string, options?: SourceOptions): ConnectionSource;
+  /**
+   * After a statement on a pinned session: gives its connection back to the
+   * pool when it holds nothing any more, else keeps it (timing the open
+   * transaction). Resolves whether the session is still open.
+   */
+  settle(token: string, state: PinnedState): boolean;
+  /** Ends a pinned session: rolls back what it holds and gives its connection back. */
+  release(token: string): Promise<void>;
   commit(token: string, timeoutMs: number): Promise<void>;
   rollback(token: string, timeoutMs: number): Promise<void>;
   /** Open transactions. */
@@ -53,7 +98,16 @@ export interface SessionRegistry {
 
 interface Session {
   readonly id: string;
+  readonly kind: "transaction" | "pinned";
   readonly conn: PoolConnection;
+  /** A call holds the session's turn. */
+  busy: boolean;
+  /** Pinned sessions: a statement left session state (variables, locks, temporary tables). */
+  holdsState: boolean;
+  /** Pinned sessions: how long a transaction may stay open on it. */
+  readonly transactionLimit: Omit<PinOptions, "timeoutMs"> | undefined;
+  /** Pinned sessions: ends the session when its open transaction runs too long. */
+  transactionTimer: NodeJS.Timeout | undefined;
   /** Resolves when the call holding the session's turn is done. */
   tail: Promise<void>;
   idleTimer: NodeJS.Timeout | undefined;
@@ -84,14 +138,17 @@ export function createSessionRegistry(
     endings.set(id, how);
   };
 
+  const what = (session: Session) => (session.kind === "transaction" ? "transaction" : "session");
+
   /** Ends `session`: rolls it back (or destroys its connection) and remembers how. */
   const end = async (session: Session, how: string, finish: "rollback" | "destroy" | "none") => {
     if (session.ended) return;
     session.ended = true;
     sessions.delete(session.id);
-    remember(session.id, how);
+    remember(session.id, `${what(session)} has ended: ${how}`);
     clearTimeout(session.idleTimer);
     clearTimeout(session.lifetimeTimer);
+    clearTimeout(session.transactionTimer);
     if (finish === "destroy" || session.reconnectAtEnd) {
       session.conn.destroy();
       return;
@@ -103,6 +160,11 @@ export function createSessionRegistry(
         session.conn.destroy();
         return;
       }
+    }
+    if (finish === "none" && session.kind === "pinned" && !session.holdsState) {
+      // Unpinned with nothing held: the connection is as the pool gave it.
+      session.conn.release();
+      return;
     }
     // The next transaction starts from a fresh session (variables, temporary tables, locks).
     resetThenRelease(session.conn);
@@ -134,7 +196,7 @@ export function createSessionRegistry(
     if (session !== undefined) return session;
     const how = endings.get(claims.sessionId);
     if (how !== undefined) {
-      throw new ConnectError(`the transaction has ended: ${how}`, Code.FailedPrecondition);
+      throw new ConnectError(`the ${how}`, Code.FailedPrecondition);
     }
     throw new ConnectError(
       "no such transaction on this gateway (it ended long ago, or the gateway restarted; it was rolled back)",
@@ -171,13 +233,17 @@ export function createSessionRegistry(
     if (session.ended) {
       passOn();
       throw new ConnectError(
-        `the transaction has ended: ${endings.get(session.id) ?? "ended"}`,
+        `the ${endings.get(session.id) ?? `${what(session)} has ended`}`,
         Code.FailedPrecondition,
       );
     }
     clearTimeout(session.idleTimer);
     session.idleTimer = undefined;
-    return passOn;
+    session.busy = true;
+    return () => {
+      session.busy = false;
+      passOn();
+    };
   };
 
   /** Takes the turn, runs `fn` on the connection, and ends the session with `how`. */
@@ -200,23 +266,96 @@ export function createSessionRegistry(
     }
   };
 
+  /** A connection for a new session, within the limit on open sessions. */
+  const acquire = async (timeoutMs: number): Promise<PoolConnection> => {
+    if (sessions.size + beginning >= options.maxOpen) {
+      throw limitExceeded(
+        `${options.maxOpen} transactions and sessions are open already (SQLGATE_MAX_TRANSACTIONS)`,
+        "SQLGATE_MAX_TRANSACTIONS",
+        options.maxOpen,
+        "commit or roll back open transactions, or raise SQLGATE_MAX_TRANSACTIONS",
+      );
+    }
+    beginning++;
+    try {
+      return await db.acquireForTransaction(timeoutMs);
+    } finally {
+      beginning--;
+    }
+  };
+
+  /** Registers a session on `conn` and returns its token. */
+  const open = (
+    kind: Session["kind"],
+    conn: PoolConnection,
+    transactionLimit?: Session["transactionLimit"],
+  ): string => {
+    const id = randomBytes(16).toString("base64url");
+    const session: Session = {
+      id,
+      kind,
+      conn,
+      busy: false,
+      holdsState: false,
+      transactionLimit,
+      transactionTimer: undefined,
+      tail: Promise.resolve(),
+      idleTimer: undefined,
+      lifetimeTimer: setTimeout(() => {
+        const how = `it was rolled back after ${options.maxLifetimeMs} ms open (SQLGATE_TRANSACTION_MAX_LIFETIME_MS)`;
+        // A call in progress finishes first; the session ends when it is done.
+        session.endWhenIdle = how;
+        if (!session.busy) void end(session, how, "rollback");
+      }, options.maxLifetimeMs),
+      endWhenIdle: undefined,
+      reconnectAtEnd: false,
+      ended: false,
+    };
+    sessions.set(id, session);
+    armIdleTimer(session);
+    return options.codec.sign({ sessionId: id, node: options.node });
+  };
+
+  /** What a transaction's statement left decides whether the transaction goes on. */
+  const afterTransactionCall = (session: Session, state: ReleaseState) => {
+    // Session state (variables, temporary tables) belongs to the
+    // transaction; a changed database is cleared when it ends.
+    if (state === "reconnect") session.reconnectAtEnd = true;
+    if (state === "broken") {
+      void end(session, "its connection broke; MySQL rolled it back", "destroy");
+    } else if (state === "transactionEnded") {
+      void end(
+        session,
+        "a statement in it ended MySQL's transaction (COMMIT, ROLLBACK, or DDL, which commits implicitly)",
+        "none",
+      );
+    } else if (state === "rolledBack") {
+      // InnoDB has rolled the whole transaction back: carrying on
+      // would run the next statements in autocommit mode.
+      void end(session, "MySQL rolled it back after a deadlock; begin a new one", "rollback");
+    } else if (session.endWhenIdle !== undefined) {
+      void end(session, session.endWhenIdle, "rollback");
+    } else {
+      armIdleTimer(session);
+    }
+  };
+
+  /** A pinned session keeps whatever its statement left; settle() decides the rest. */
+  const afterPinnedCall = (session: Session, state: ReleaseState) => {
+    if (state === "reconnect") session.reconnectAtEnd = true;
+    if (state === "reset" || state === "reconnect") session.holdsState = true;
+    if (state === "broken") {
+      void end(session, "its connection broke; MySQL rolled back what it held", "destroy");
+    } else if (session.endWhenIdle !== undefined) {
+      void end(session, session.endWhenIdle, "rollback");
+    } else {
+      armIdleTimer(session);
+    }
+  };
+
   return {
     async begin({ isolation, readOnly, timeoutMs }) {
-      if (sessions.size + beginning >= options.maxOpen) {
-        throw limitExceeded(
-          `${options.maxOpen} transactions are open already (SQLGATE_MAX_TRANSACTIONS)`,
-          "SQLGATE_MAX_TRANSACTIONS",
-          options.maxOpen,
-          "commit or roll back open transactions, or raise SQLGATE_MAX_TRANSACTIONS",
-        );
-      }
-      beginning++;
-      let conn: PoolConnection;
-      try {
-        conn = await db.acquireForTransaction(timeoutMs);
-      } finally {
-        beginning--;
-      }
+      const conn = await acquire(timeoutMs);
       try {
         if (isolation !== undefined) {
           await runControlStatement(conn, `SET TRANSACTION ISOLATION LEVEL ${isolation}`);
@@ -229,68 +368,72 @@ export function createSessionRegistry(
         conn.destroy();
         throw err;
       }
-      const id = randomBytes(16).toString("base64url");
-      const session: Session = {
-        id,
-        conn,
-        tail: Promise.resolve(),
-        idleTimer: undefined,
-        lifetimeTimer: setTimeout(() => {
-          const how = `it was rolled back after ${options.maxLifetimeMs} ms open (SQLGATE_TRANSACTION_MAX_LIFETIME_MS)`;
-          // A call in progress finishes first; the session ends when it is done.
-          session.endWhenIdle = how;
-          if (session.idleTimer !== undefined) void end(session, how, "rollback");
-        }, options.maxLifetimeMs),
-        endWhenIdle: undefined,
-        reconnectAtEnd: false,
-        ended: false,
-      };
-      sessions.set(id, session);
-      armIdleTimer(session);
-      return {
-        token: options.codec.sign({ sessionId: id, node: options.node }),
-        idleTimeoutMs: options.idleTimeoutMs,
-      };
+      return { token: open("transaction", conn), idleTimeoutMs: options.idleTimeoutMs };
     },
 
-    source(token) {
+    async pin({ timeoutMs, ...transactionLimit }) {
+      return open("pinned", await acquire(timeoutMs), transactionLimit);
+    },
+
+    source(token, sourceOptions) {
       const session = find(token);
       return {
         async lease(timeoutMs): Promise<Lease> {
+          if (sourceOptions?.exclusive && session.busy) {
+            throw new ConnectError(
+              `the ${what(session)} is in use: another statement of it is still running (run a session's statements one after another)`,
+              Code.Aborted,
+            );
+          }
           const passOn = await takeTurn(session, timeoutMs);
           return {
             conn: session.conn,
-            inTransaction: true,
+            inTransaction: session.kind === "transaction",
             release(state) {
-              // Session state (variables, temporary tables) belongs to the
-              // transaction; a changed database is cleared when it ends.
-              if (state === "reconnect") session.reconnectAtEnd = true;
-              if (state === "broken") {
-                void end(session, "its connection broke; MySQL rolled it back", "destroy");
-              } else if (state === "transactionEnded") {
-                void end(
-                  session,
-                  "a statement in it ended MySQL's transaction (COMMIT, ROLLBACK, or DDL, which commits implicitly)",
-                  "none",
-                );
-              } else if (state === "rolledBack") {
-                // InnoDB has rolled the whole transaction back: carrying on
-                // would run the next statements in autocommit mode.
-                void end(
-                  session,
-                  "MySQL rolled it back after a deadlock; begin a new one",
-                  "rollback",
-                );
-              } else if (session.endWhenIdle !== undefined) {
-                void end(session, session.endWhenIdle, "rollback");
-              } else {
-                armIdleTimer(session);
-              }
+              if (session.kind === "transaction") afterTransactionCall(session, state);
+              else afterPinnedCall(session, state);
               passOn();
             },
           };
         },
       };
+    },
+
+    settle(token, { openTransaction, transactionPending }) {
+      const session = find(token);
+      if (session.ended) return false;
+      if (openTransaction === false) {
+        clearTimeout(session.transactionTimer);
+        session.transactionTimer = undefined;
+        if (!session.holdsState && !transactionPending) {
+          void end(
+            session,
+            "it held nothing any more; its connection went back to the pool",
+            "none",
+          );
+          return false;
+        }
+      } else if (openTransaction === true && session.transactionTimer === undefined) {
+        const limits = session.transactionLimit;
+        if (limits !== undefined) {
+          session.transactionTimer = setTimeout(() => {
+            const how = `its transaction was rolled back after ${limits.transactionTimeoutMs} ms open (${limits.transactionTimeoutSetting})`;
+            session.endWhenIdle = how;
+            if (!session.busy) void end(session, how, "rollback");
+          }, limits.transactionTimeoutMs);
+        }
+      }
+      return true;
+    },
+
+    async release(token) {
+      const session = find(token);
+      const passOn = await takeTurn(session, options.idleTimeoutMs);
+      try {
+        await end(session, "it was closed", "rollback");
+      } finally {
+        passOn();
+      }
     },
 
     commit: (token, timeoutMs) => finish(token, timeoutMs, "COMMIT"),

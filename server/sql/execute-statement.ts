@@ -1,13 +1,7 @@
 /**
- * Runs one prepared statement on one connection, within a time limit: either
- * collecting its whole result (with row and byte limits) or streaming it in
- * chunks with backpressure.
- *
- * When the time limit passes or the caller goes away, the statement is
- * stopped on MySQL with KILL QUERY from a side connection (closing our socket
- * would leave it running on the server), and the connection is handed back
- * only after the KILL has completed, so that it can never hit the next
- * statement on that connection.
+ * Runs one prepared statement on one connection, within a time limit (see
+ * running-statement.ts): either collecting its whole result (with row and
+ * byte limits) or streaming it in chunks with backpressure.
  */
 import type { UnknownField } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -23,6 +17,16 @@ import {
   sizeOfKinds,
 } from "./result-columns.js";
 import { RowWireWriter } from "./row-wire.js";
+import {
+  connectErrorFromAbort,
+  type QueryKiller,
+  type ResultSetHeader,
+  type RunningStatement,
+  type StatementStarter,
+  type StatementSummary,
+  startStatement,
+  summaryOf,
+} from "./running-statement.js";
 
 export interface StatementLimits {
   /** Rows kept; past this the result is cut and marked truncated. */
@@ -52,30 +56,11 @@ export interface StatementResult {
   readonly outsideTransaction: boolean;
 }
 
-/** Stops a running statement by its connection's thread id. */
-export interface QueryKiller {
-  killQuery(threadId: number): Promise<void>;
-}
-
-/** The mysql2 OK packet of a statement without a result set. */
-interface ResultSetHeader {
-  readonly affectedRows: number | string;
-  readonly insertId: number | string;
-  readonly warningStatus: number;
-  readonly info: string;
-  readonly serverStatus: number;
-}
-
-/** SERVER_STATUS_IN_TRANS (include/mysql_com.h): a transaction is open. */
-const SERVER_STATUS_IN_TRANS = 1;
-
 /** mysql2's prepared statement handle; `columns` come from the PREPARE response. */
 interface PreparedStatement {
   readonly columns: readonly MysqlField[];
 }
 
-/** mysql2's ER_QUERY_INTERRUPTED, the error a KILL QUERY produces. */
-const ER_QUERY_INTERRUPTED = 1317;
 const GEOMETRY = 255;
 
 const hasGeometryByStatement = new WeakMap<PreparedStatement, boolean>();
@@ -99,154 +84,25 @@ function prepare(conn: PoolConnection, sql: string): Promise<PreparedStatement> 
   });
 }
 
-/** The error for a statement stopped because `signal` aborted (deadline or disconnect). */
-export function connectErrorFromAbort(reason: unknown): ConnectError {
-  if (reason instanceof ConnectError) return reason;
-  if (reason instanceof Error && reason.name === "TimeoutError") {
-    return new ConnectError("the statement's deadline passed", Code.DeadlineExceeded);
-  }
-  return new ConnectError("the call was canceled by the client", Code.Canceled);
-}
-
-/** What a running statement reports to its consumer. */
-interface StatementHandlers {
-  /** The result set's columns, before its first row. */
-  onColumns(columns: ResultColumns): void;
-  /** One row of the first result set, as mysql2 delivers it (an array). */
-  onRow(cells: unknown[]): void;
-  /** The statement ended: `error` if it failed, else the OK packet (if any). */
-  onEnd(error: ConnectError | undefined, header: ResultSetHeader | undefined): void;
-}
-
-/** Lets a consumer stop a running statement early (KILL QUERY). */
-interface RunningStatement {
-  /** Stops the statement; it then ends with `error` (or normally if undefined). */
-  stop(error: ConnectError | undefined): void;
-  /** Whether stop() was called. */
-  readonly stopping: boolean;
-}
-
 /**
- * Starts `sql` (already checked to be one statement) with `values` bound and
- * reports to `handlers`. A deadline (`timeoutMs`) or `signal` stops it with
- * KILL QUERY; `onEnd` comes only after the KILL has completed.
+ * Prepares `sql` and executes it with `values`, unless stopped while
+ * preparing. GEOMETRY columns get the raw-bytes cast.
  */
-async function startStatement(
-  conn: PoolConnection,
-  killer: QueryKiller,
-  sql: string,
-  values: readonly unknown[],
-  timeoutMs: number,
-  signal: AbortSignal | undefined,
-  handlers: StatementHandlers,
-): Promise<RunningStatement> {
-  // A call already given up on must not run at all (its client may retry it).
-  if (signal?.aborted) throw connectErrorFromAbort(signal.reason);
-
-  let header: ResultSetHeader | undefined;
-  let stopError: ConnectError | undefined;
-  let killing: Promise<void> | undefined;
-  let settled = false;
-  let clearDeadline = () => {};
-  const settle = (error: ConnectError | undefined) => {
-    if (settled) return;
-    settled = true;
-    clearDeadline();
-    if (killing === undefined) handlers.onEnd(error, header);
-    else void killing.then(() => handlers.onEnd(error, header));
-  };
-  const stop = (error: ConnectError | undefined) => {
-    if (killing !== undefined) return;
-    stopError = error;
-    // A paused connection (streaming) must read on, or the KILL's error never arrives.
-    conn.resume();
-    killing = killer.killQuery(conn.threadId).catch((cause: unknown) => {
-      // The KILL itself failed (MySQL unreachable, no connection slot): the
-      // statement may run on, so the connection is destroyed, and the call
-      // ends now rather than when the statement does.
-      conn.destroy();
-      const broken = Object.assign(new Error("KILL QUERY failed", { cause }), { fatal: true });
-      settle(
-        new ConnectError(error?.rawMessage ?? "stopped", error?.code, undefined, undefined, broken),
-      );
-    });
-  };
-  // The deadline covers PREPARE too: it can wait on metadata locks (KILL ends that wait).
-  const onAbort = () => stop(connectErrorFromAbort(signal?.reason));
-  const timer = setTimeout(
-    () =>
-      stop(
-        new ConnectError(
-          `the statement ran past its ${timeoutMs} ms deadline`,
-          Code.DeadlineExceeded,
-        ),
-      ),
-    timeoutMs,
-  );
-  signal?.addEventListener("abort", onAbort, { once: true });
-  clearDeadline = () => {
-    clearTimeout(timer);
-    signal?.removeEventListener("abort", onAbort);
-  };
-
-  let statement: PreparedStatement;
-  try {
-    statement = await prepare(conn, sql);
-  } catch (err) {
-    clearDeadline();
-    if (killing !== undefined) await killing;
-    throw stopError ?? err;
-  }
-  if (killing !== undefined) {
-    // Stopped while preparing: do not execute.
-    await killing;
-    clearDeadline();
-    throw stopError ?? connectErrorFromAbort(signal?.reason);
-  }
-  let hasGeometry = hasGeometryByStatement.get(statement);
-  if (hasGeometry === undefined) {
-    hasGeometry = statement.columns.some((c) => c.columnType === GEOMETRY);
-    hasGeometryByStatement.set(statement, hasGeometry);
-  }
-
-  const command = conn.execute({
-    sql,
-    values: values as unknown[],
-    rowsAsArray: true,
-    ...(hasGeometry ? { typeCast: geometryCast } : {}),
-  }) as unknown as NodeJS.EventEmitter;
-  command.on("fields", (fields: MysqlField[] | undefined, index: number | undefined) => {
-    if (fields !== undefined && index === 0) handlers.onColumns(describeColumns(fields));
-  });
-  command.on("result", (result: unknown, index: number | undefined) => {
-    if (index === undefined) header = result as ResultSetHeader;
-    else if (index === 0 && killing === undefined) handlers.onRow(result as unknown[]);
-  });
-  command.on("error", (err: Error & { errno?: number; fatal?: boolean }) => {
-    // A fatal error (connection lost, protocol error) leaves the connection
-    // unusable: take it out of the pool rather than hand it to the next call.
-    if (err.fatal) conn.destroy();
-    if (killing !== undefined && err.errno === ER_QUERY_INTERRUPTED) settle(stopError);
-    else settle(stopError ?? connectErrorFromMysql(err));
-  });
-  command.on("end", () => settle(stopError));
-  return {
-    stop,
-    get stopping() {
-      return killing !== undefined;
-    },
-  };
-}
-
-function summaryOf(header: ResultSetHeader | undefined) {
-  return {
-    rowsAffected: BigInt(header?.affectedRows ?? 0),
-    lastInsertId: BigInt(header?.insertId ?? 0),
-    warningCount: header?.warningStatus ?? 0,
-    info: header?.info ?? "",
-    /** True when MySQL reports no open transaction after the statement (COMMIT, DDL). */
-    outsideTransaction:
-      header !== undefined && (header.serverStatus & SERVER_STATUS_IN_TRANS) === 0,
+function preparedStarter(sql: string, values: readonly unknown[]): StatementStarter {
+  return async (conn, stopped) => {
+    const statement = await prepare(conn, sql);
+    if (stopped()) return undefined;
+    let hasGeometry = hasGeometryByStatement.get(statement);
+    if (hasGeometry === undefined) {
+      hasGeometry = statement.columns.some((c) => c.columnType === GEOMETRY);
+      hasGeometryByStatement.set(statement, hasGeometry);
+    }
+    return conn.execute({
+      sql,
+      values: values as unknown[],
+      rowsAsArray: true,
+      ...(hasGeometry ? { typeCast: geometryCast } : {}),
+    }) as unknown as NodeJS.EventEmitter;
   };
 }
 
@@ -268,9 +124,9 @@ export function executeStatement(
     let bytes = 0;
     let truncated = false;
     let running: RunningStatement | undefined;
-    startStatement(conn, killer, sql, values, limits.timeoutMs, signal, {
+    startStatement(conn, killer, preparedStarter(sql, values), limits.timeoutMs, signal, {
       onColumns(c) {
-        columns = c;
+        columns = describeColumns(c);
       },
       onRow(cells) {
         if (columns === undefined || running?.stopping) return;
@@ -315,7 +171,7 @@ export interface StreamedChunk {
   /** The chunk's rows in wire form, as an unknown `rows` field (binary responses). */
   readonly wireRows: UnknownField | undefined;
   /** Set on the last chunk. */
-  readonly summary: ReturnType<typeof summaryOf> | undefined;
+  readonly summary: StatementSummary | undefined;
 }
 
 export interface StreamLimits {
@@ -387,33 +243,40 @@ export async function* streamStatement(
     return chunk;
   };
 
-  const running = await startStatement(conn, killer, sql, values, limits.timeoutMs, signal, {
-    onColumns(c) {
-      columns = c;
-      fields = c.fields;
-    },
-    onRow(cells) {
-      // Once the reader is gone, rows still in flight are dropped, and the
-      // connection must never pause again: MySQL notices a KILL only between
-      // writes, so a paused socket would hold the killed statement (and the
-      // connection) until net_write_timeout.
-      if (columns === undefined || discarding || signal?.aborted) return;
-      const kinds = columns.kindsOf(cells);
-      pending.add(kinds);
-      pendingBytes += sizeOfKinds(kinds);
-      if (pending.count >= limits.chunkRows || pendingBytes >= limits.chunkBytes) {
-        ready.push(take(undefined));
-        // One chunk waiting is enough: stop reading MySQL until it is taken.
-        conn.pause();
+  const running = await startStatement(
+    conn,
+    killer,
+    preparedStarter(sql, values),
+    limits.timeoutMs,
+    signal,
+    {
+      onColumns(c) {
+        columns = describeColumns(c);
+        fields = columns.fields;
+      },
+      onRow(cells) {
+        // Once the reader is gone, rows still in flight are dropped, and the
+        // connection must never pause again: MySQL notices a KILL only between
+        // writes, so a paused socket would hold the killed statement (and the
+        // connection) until net_write_timeout.
+        if (columns === undefined || discarding || signal?.aborted) return;
+        const kinds = columns.kindsOf(cells);
+        pending.add(kinds);
+        pendingBytes += sizeOfKinds(kinds);
+        if (pending.count >= limits.chunkRows || pendingBytes >= limits.chunkBytes) {
+          ready.push(take(undefined));
+          // One chunk waiting is enough: stop reading MySQL until it is taken.
+          conn.pause();
+          notify();
+        }
+      },
+      onEnd(error, header) {
+        ended = { error, header };
         notify();
-      }
+        onEnded(error);
+      },
     },
-    onEnd(error, header) {
-      ended = { error, header };
-      notify();
-      onEnded(error);
-    },
-  });
+  );
 
   try {
     for (;;) {

@@ -14,6 +14,7 @@ import {
   type StreamedChunk,
   streamStatement,
 } from "./execute-statement.js";
+import { executeText, type RawLimits, type RawResult } from "./execute-text.js";
 import { bindValues, type StatementParams } from "./params.js";
 import { parseSqlText, type SessionEffect } from "./sql-text.js";
 
@@ -49,6 +50,9 @@ export interface ExecutedStatement extends StatementResult {
   readonly mysqlUs: number;
 }
 
+/** Limits of a text statement's result (see execute-text.ts); its time limit is its own. */
+export type TextLimits = RawLimits;
+
 export interface SqlExecutor {
   execute(
     source: ConnectionSource,
@@ -76,6 +80,17 @@ export interface SqlExecutor {
     call: CallOptions,
     wireRowsField: number | undefined,
   ): AsyncGenerator<StreamedChunk>;
+  /**
+   * Runs one statement whose values are already in its text (PlanetScale's
+   * API) and returns its rows raw, as MySQL sent them. Its time limit is
+   * `limits.timeoutMs` (or the call's deadline, if sooner).
+   */
+  executeText(
+    source: ConnectionSource,
+    sql: string,
+    call: CallOptions,
+    limits: TextLimits,
+  ): Promise<RawResult>;
 }
 
 /** Streamed chunks hold at most this many rows or (roughly) bytes. */
@@ -194,6 +209,28 @@ export function createSqlExecutor(db: Database, limits: ExecutorLimits): SqlExec
       });
     },
 
+    executeText(source, sql, call, textLimits) {
+      const text = parseSqlText(sql, "verbatim");
+      const statement: BoundStatement = {
+        sql: text.sql,
+        values: [],
+        sessionEffect: text.sessionEffect,
+        isRead: text.isRead,
+      };
+      const timeoutMs = Math.min(textLimits.timeoutMs, call.deadlineMs ?? Number.POSITIVE_INFINITY);
+      return withLease(source, call, timeoutMs, [statement], async (lease) => {
+        const result = await executeText(
+          lease.conn,
+          db,
+          statement.sql,
+          { ...textLimits, timeoutMs },
+          call.signal,
+        );
+        if (lease.inTransaction && result.outsideTransaction) endedTransaction.add(lease);
+        return result;
+      });
+    },
+
     async *stream(source, input, call, wireRowsField) {
       const statement = bindStatement(input);
       const timeoutMs = timeoutOf(call);
@@ -290,6 +327,7 @@ function stateAfter(statements: readonly BoundStatement[]): ReleaseState {
   for (const { sessionEffect } of statements) {
     if (sessionEffect === "reconnect") return "reconnect";
     if (sessionEffect === "reset") state = "reset";
+    if (sessionEffect === "transaction" && state === "reuse") state = "transactionState";
   }
   return state;
 }

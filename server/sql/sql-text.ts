@@ -12,12 +12,13 @@ import { Code, ConnectError } from "@connectrpc/connect";
 
 /**
  * What a statement may leave behind on its connection beyond its own
- * effects: `reset` for session state (variables, user variables, temporary
- * tables, table and named locks, an open transaction, prepared statements),
- * which COM_RESET_CONNECTION clears; `reconnect` for a changed current
- * database, which it keeps.
+ * effects: `transaction` for state that lives until the current or next
+ * transaction ends (BEGIN, SAVEPOINT, SET TRANSACTION); `reset` for session
+ * state (variables, user variables, temporary tables, table and named locks,
+ * prepared statements), which COM_RESET_CONNECTION clears (an open
+ * transaction too); `reconnect` for a changed current database, which it keeps.
  */
-export type SessionEffect = "none" | "reset" | "reconnect";
+export type SessionEffect = "none" | "transaction" | "reset" | "reconnect";
 
 export interface SqlText {
   /** The SQL to prepare: named placeholders replaced by `?`, trailing `;` removed. */
@@ -52,14 +53,12 @@ const statefulFirstWords = new Set([
   "EXECUTE",
   "DEALLOCATE",
   "HANDLER",
-  "BEGIN",
-  "START",
-  "XA",
-  "SAVEPOINT",
   "CALL",
   "FLUSH",
   "BACKUP",
 ]);
+/** First words of statements that open a transaction or add to it. */
+const transactionFirstWords = new Set(["BEGIN", "START", "XA", "SAVEPOINT"]);
 /** Words anywhere that leave state behind (`CREATE TEMPORARY TABLE`, `GET_LOCK(...)`). */
 const statefulWords = new Set(["TEMPORARY", "GET_LOCK"]);
 
@@ -67,18 +66,27 @@ const cacheLimit = 2048;
 /** Longer texts (literal bulk INSERTs) are parsed each time rather than kept. */
 const cacheTextMaxLength = 4096;
 const cache = new Map<string, SqlText>();
+const verbatimCache = new Map<string, SqlText>();
+
+/**
+ * How to read placeholders: `bind` finds `?` and `:name` (rewritten to `?`);
+ * `verbatim` leaves the text as it is, for statements whose values are
+ * already in the text (PlanetScale's API), so `sql` is the text itself.
+ */
+export type PlaceholderMode = "bind" | "verbatim";
 
 /** Parses `text` (cached). Throws `invalid_argument` for text MySQL would refuse unclearly. */
-export function parseSqlText(text: string): SqlText {
-  let parsed = cache.get(text);
+export function parseSqlText(text: string, mode: PlaceholderMode = "bind"): SqlText {
+  const texts = mode === "bind" ? cache : verbatimCache;
+  let parsed = texts.get(text);
   if (parsed === undefined) {
-    parsed = scan(text);
+    parsed = scan(text, mode === "bind");
     if (text.length > cacheTextMaxLength) return parsed;
-    if (cache.size >= cacheLimit) {
-      const oldest = cache.keys().next().value;
-      if (oldest !== undefined) cache.delete(oldest);
+    if (texts.size >= cacheLimit) {
+      const oldest = texts.keys().next().value;
+      if (oldest !== undefined) texts.delete(oldest);
     }
-    cache.set(text, parsed);
+    texts.set(text, parsed);
   }
   return parsed;
 }
@@ -134,7 +142,7 @@ function skipComment(text: string, i: number): number {
   return i;
 }
 
-function scan(text: string): SqlText {
+function scan(text: string, placeholders: boolean): SqlText {
   const names: string[] = [];
   let positional = 0;
   let out = "";
@@ -142,6 +150,7 @@ function scan(text: string): SqlText {
   let end = text.length;
   let sawCode = false;
   let firstWord: string | undefined;
+  let secondWord: string | undefined;
   let stateful = false;
   let i = 0;
   while (i < text.length) {
@@ -156,11 +165,12 @@ function scan(text: string): SqlText {
       if (c === 96 && statefulWords.has(text.slice(start + 1, i - 1).toUpperCase()))
         stateful = true;
       sawCode = true;
-    } else if (c === 63 /* ? */) {
+    } else if (c === 63 /* ? */ && placeholders) {
       positional++;
       sawCode = true;
       i++;
     } else if (
+      placeholders &&
       c === 58 /* : */ &&
       isNameStart(text.charCodeAt(i + 1)) &&
       text.charCodeAt(i - 1) !== 58
@@ -175,14 +185,19 @@ function scan(text: string): SqlText {
     } else if (c === 59 /* ; */) {
       end = i;
       if (hasCodeAfter(text, i + 1)) {
-        throw invalid("only one statement per call is allowed; send several with ExecuteBatch");
+        throw invalid(
+          placeholders
+            ? "only one statement per call is allowed; send several with ExecuteBatch"
+            : "only one statement per call is allowed; send each in its own call",
+        );
       }
       break;
     } else if (isNameStart(c) && !isNameChar(text.charCodeAt(i - 1))) {
       let j = i + 1;
       while (j < text.length && isNameChar(text.charCodeAt(j))) j++;
       const word = text.slice(i, j).toUpperCase();
-      firstWord ??= word;
+      if (firstWord === undefined) firstWord = word;
+      else secondWord ??= word;
       if (statefulWords.has(word)) stateful = true;
       sawCode = true;
       i = j;
@@ -199,16 +214,24 @@ function scan(text: string): SqlText {
     throw invalid("mixed `?` and `:name` placeholders: use one kind per statement");
   }
   const sql = (out + text.slice(copiedTo, end)).trimEnd();
-  const sessionEffect: SessionEffect =
-    firstWord === "USE"
-      ? "reconnect"
-      : stateful || statefulFirstWords.has(firstWord ?? "")
-        ? "reset"
-        : "none";
+  const sessionEffect = effectOf(firstWord ?? "", secondWord, stateful);
   const isRead = readFirstWords.has(firstWord ?? "");
   return names.length > 0
     ? { sql, placeholderCount: names.length, names, sessionEffect, isRead }
     : { sql, placeholderCount: positional, names: undefined, sessionEffect, isRead };
+}
+
+function effectOf(
+  firstWord: string,
+  secondWord: string | undefined,
+  stateful: boolean,
+): SessionEffect {
+  if (firstWord === "USE") return "reconnect";
+  if (stateful) return "reset";
+  // SET TRANSACTION (without SESSION or GLOBAL) sets the next transaction only.
+  if (transactionFirstWords.has(firstWord) || (firstWord === "SET" && secondWord === "TRANSACTION"))
+    return "transaction";
+  return statefulFirstWords.has(firstWord) ? "reset" : "none";
 }
 
 function hasCodeAfter(text: string, start: number): boolean {
