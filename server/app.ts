@@ -4,8 +4,10 @@
  * listens, so tests can build several apps in one process.
  */
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import type { ServiceImpl } from "@connectrpc/connect";
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import { type FastifyInstance, fastify, LogController } from "fastify";
+import { Database as PsdbDatabase } from "../gen/psdb/v1alpha1/database_pb.js";
 import type { LimitsConfig } from "./config.js";
 import type { Database } from "./mysql/database.js";
 import type { Logger } from "./observability/logger.js";
@@ -13,9 +15,12 @@ import { createMetrics } from "./observability/metrics.js";
 import { routes } from "./routes.js";
 import { createCoreInjector, type GatewayCore } from "./services/context-values.js";
 import { createOnePortServer, type RequestHandler } from "./transport/one-port.js";
+import { psdbHttp } from "./transport/psdb-http.js";
 
 export interface AppOptions {
   readonly core: GatewayCore;
+  /** PlanetScale's API, served at `/psdb.v1alpha1.Database/*`. */
+  readonly planetscale: Partial<ServiceImpl<typeof PsdbDatabase>>;
   readonly db: Database;
   readonly limits: LimitsConfig;
   readonly logger: Logger;
@@ -58,6 +63,16 @@ export async function buildApp(options: AppOptions): Promise<App> {
     // refused with `invalid_argument` instead.
     jsonOptions: { ignoreUnknownFields: false },
   });
+  await app.register(
+    psdbHttp({
+      service: PsdbDatabase,
+      implementation: options.planetscale,
+      interceptors: [createCoreInjector(options.core)],
+      readMaxBytes: options.limits.maxBodyBytes,
+      writeMaxBytes: options.limits.maxResponseBytes + 1024 * 1024,
+      maxTimeoutMs: options.limits.maxTimeoutMs,
+    }),
+  );
 
   const metrics = createMetrics({ ingest: options.core.ingest });
   app.get("/metrics", async (_req, reply) => {

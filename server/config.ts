@@ -55,6 +55,15 @@ export interface IngestConfig {
   readonly internalDatabase: string | undefined;
 }
 
+/** Limits of PlanetScale's API, with PlanetScale's documented values as defaults. */
+export interface PlanetScaleConfig {
+  readonly maxRows: number;
+  readonly maxResultBytes: number;
+  readonly readTimeoutMs: number;
+  readonly writeTimeoutMs: number;
+  readonly transactionTimeoutMs: number;
+}
+
 export interface TlsConfig {
   readonly certFile: string;
   readonly keyFile: string;
@@ -72,6 +81,7 @@ export interface Config {
   readonly limits: LimitsConfig;
   readonly transactions: TransactionsConfig;
   readonly ingest: IngestConfig;
+  readonly planetscale: PlanetScaleConfig;
   readonly tls: TlsConfig | undefined;
   readonly log: LogConfig;
 }
@@ -242,6 +252,34 @@ export const settings: readonly Setting[] = [
       "Database for the gateway's own tables (idempotency keys, log bookkeeping), created at start-up under a MySQL named lock.",
   },
   {
+    name: "SQLGATE_PSDB_MAX_ROWS",
+    defaultValue: "100000",
+    description:
+      "PlanetScale API: most rows a statement may return; past it the statement fails with `ABORTED` (`Row count exceeded`), as on PlanetScale.",
+  },
+  {
+    name: "SQLGATE_PSDB_MAX_RESULT_BYTES",
+    defaultValue: "67108864",
+    description: "PlanetScale API: most bytes of values in one result (64 MiB); past it `ABORTED`.",
+  },
+  {
+    name: "SQLGATE_PSDB_READ_TIMEOUT_MS",
+    defaultValue: "900000",
+    description:
+      "PlanetScale API: time limit of a read (SELECT, SHOW, ...); past it the statement is killed (`DEADLINE_EXCEEDED`).",
+  },
+  {
+    name: "SQLGATE_PSDB_WRITE_TIMEOUT_MS",
+    defaultValue: "30000",
+    description: "PlanetScale API: time limit of any other statement (writes, DDL).",
+  },
+  {
+    name: "SQLGATE_PSDB_TRANSACTION_TIMEOUT_MS",
+    defaultValue: "20000",
+    description:
+      "PlanetScale API: a transaction open this long is rolled back; the session's next call gets `ABORTED`.",
+  },
+  {
     name: "SQLGATE_TLS_CERT",
     defaultValue: "(unset)",
     description:
@@ -369,6 +407,13 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       logSegmentBytes: int("SQLGATE_INGEST_LOG_SEGMENT_BYTES", 4096, 2 ** 31 - 1),
       logMaxBytes: int("SQLGATE_INGEST_LOG_MAX_BYTES", 4096),
       internalDatabase: env.SQLGATE_INTERNAL_DATABASE || undefined,
+    },
+    planetscale: {
+      maxRows: int("SQLGATE_PSDB_MAX_ROWS", 1),
+      maxResultBytes: int("SQLGATE_PSDB_MAX_RESULT_BYTES", 1024, 2 ** 31 - 1),
+      readTimeoutMs: int("SQLGATE_PSDB_READ_TIMEOUT_MS", 1),
+      writeTimeoutMs: int("SQLGATE_PSDB_WRITE_TIMEOUT_MS", 1),
+      transactionTimeoutMs: int("SQLGATE_PSDB_TRANSACTION_TIMEOUT_MS", 1),
     },
     tls: certFile !== undefined && keyFile !== undefined ? { certFile, keyFile } : undefined,
     log: { level, pretty: bool("SQLGATE_LOG_PRETTY") },

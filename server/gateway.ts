@@ -5,6 +5,8 @@
  */
 import { randomBytes } from "node:crypto";
 import { type App, buildApp } from "./app.js";
+import { createPsdbService } from "./compat/planetscale/psdb-service.js";
+import { createPsdbSessions } from "./compat/planetscale/psdb-session.js";
 import type { Config } from "./config.js";
 import { createIngest, type Ingest } from "./ingest/ingest.js";
 import { poolSource } from "./mysql/connection-source.js";
@@ -53,14 +55,15 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
     logger: options.logger,
     lockTimeoutMs: config.mysql.startupTimeoutMs,
   });
+  const codec = createTokenCodec(
+    config.transactions.tokenSecrets.length > 0
+      ? config.transactions.tokenSecrets.map((secret) => Buffer.from(secret))
+      : [randomBytes(32)],
+  );
   const sessions = createSessionRegistry(db, {
     ...config.transactions,
     node: config.transactions.nodeUrl ?? `sqlgate-${randomBytes(6).toString("hex")}`,
-    codec: createTokenCodec(
-      config.transactions.tokenSecrets.length > 0
-        ? config.transactions.tokenSecrets.map((secret) => Buffer.from(secret))
-        : [randomBytes(32)],
-    ),
+    codec,
   });
   const closing = new AbortController();
   const core: GatewayCore = {
@@ -70,6 +73,7 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
     }),
     pool: poolSource(db),
     sessions,
+    database: db.databaseName,
     acquireTimeoutMs: config.mysql.acquireTimeoutMs,
     ingest,
     defaultTimeoutMs: config.limits.defaultTimeoutMs,
@@ -83,6 +87,10 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
   }
   const app = await buildApp({
     core,
+    planetscale: createPsdbService({
+      limits: config.planetscale,
+      sessions: createPsdbSessions(codec),
+    }),
     db,
     limits: config.limits,
     logger: options.logger,

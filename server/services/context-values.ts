@@ -16,6 +16,8 @@ export interface GatewayCore {
   /** Pooled connections, for calls outside a transaction. */
   readonly pool: ConnectionSource;
   readonly sessions: SessionRegistry;
+  /** The database unqualified names refer to (the MySQL URL's). */
+  readonly database: string;
   /** How long transaction calls without a deadline wait for their turn or a connection. */
   readonly acquireTimeoutMs: number;
   readonly ingest: Ingest;

@@ -88,6 +88,8 @@ export interface SessionRegistry {
   settle(token: string, state: PinnedState): boolean;
   /** Ends a pinned session: rolls back what it holds and gives its connection back. */
   release(token: string): Promise<void>;
+  /** Whether the session `token` names is open. Throws for a forged token. */
+  isOpen(token: string): boolean;
   commit(token: string, timeoutMs: number): Promise<void>;
   rollback(token: string, timeoutMs: number): Promise<void>;
   /** Open transactions. */
@@ -114,6 +116,8 @@ interface Session {
   readonly lifetimeTimer: NodeJS.Timeout;
   /** Set when the session must end as soon as its current call is done. */
   endWhenIdle: string | undefined;
+  /** The code later calls get once it has ended so. */
+  endCode: Code;
   /** Set when a statement changed the connection's database: it is not reused. */
   reconnectAtEnd: boolean;
   ended: boolean;
@@ -127,25 +131,31 @@ export function createSessionRegistry(
   options: SessionRegistryOptions,
 ): SessionRegistry {
   const sessions = new Map<string, Session>();
-  const endings = new Map<string, string>();
+  /** How ended sessions ended, and the code that later calls on them get. */
+  const endings = new Map<string, { how: string; code: Code }>();
   let beginning = 0;
 
-  const remember = (id: string, how: string) => {
+  const remember = (id: string, how: string, code: Code) => {
     if (endings.size >= endedMemory) {
       const oldest = endings.keys().next().value;
       if (oldest !== undefined) endings.delete(oldest);
     }
-    endings.set(id, how);
+    endings.set(id, { how, code });
   };
 
   const what = (session: Session) => (session.kind === "transaction" ? "transaction" : "session");
 
   /** Ends `session`: rolls it back (or destroys its connection) and remembers how. */
-  const end = async (session: Session, how: string, finish: "rollback" | "destroy" | "none") => {
+  const end = async (
+    session: Session,
+    how: string,
+    finish: "rollback" | "destroy" | "none",
+    code: Code = Code.FailedPrecondition,
+  ) => {
     if (session.ended) return;
     session.ended = true;
     sessions.delete(session.id);
-    remember(session.id, `${what(session)} has ended: ${how}`);
+    remember(session.id, `${what(session)} has ended: ${how}`, code);
     clearTimeout(session.idleTimer);
     clearTimeout(session.lifetimeTimer);
     clearTimeout(session.transactionTimer);
@@ -194,10 +204,8 @@ export function createSessionRegistry(
     }
     const session = sessions.get(claims.sessionId);
     if (session !== undefined) return session;
-    const how = endings.get(claims.sessionId);
-    if (how !== undefined) {
-      throw new ConnectError(`the ${how}`, Code.FailedPrecondition);
-    }
+    const ending = endings.get(claims.sessionId);
+    if (ending !== undefined) throw new ConnectError(`the ${ending.how}`, ending.code);
     throw new ConnectError(
       "no such transaction on this gateway (it ended long ago, or the gateway restarted; it was rolled back)",
       Code.NotFound,
@@ -232,9 +240,10 @@ export function createSessionRegistry(
     }
     if (session.ended) {
       passOn();
+      const ending = endings.get(session.id);
       throw new ConnectError(
-        `the ${endings.get(session.id) ?? `${what(session)} has ended`}`,
-        Code.FailedPrecondition,
+        `the ${ending?.how ?? `${what(session)} has ended`}`,
+        ending?.code ?? Code.FailedPrecondition,
       );
     }
     clearTimeout(session.idleTimer);
@@ -308,6 +317,7 @@ export function createSessionRegistry(
         if (!session.busy) void end(session, how, "rollback");
       }, options.maxLifetimeMs),
       endWhenIdle: undefined,
+      endCode: Code.FailedPrecondition,
       reconnectAtEnd: false,
       ended: false,
     };
@@ -334,7 +344,7 @@ export function createSessionRegistry(
       // would run the next statements in autocommit mode.
       void end(session, "MySQL rolled it back after a deadlock; begin a new one", "rollback");
     } else if (session.endWhenIdle !== undefined) {
-      void end(session, session.endWhenIdle, "rollback");
+      void end(session, session.endWhenIdle, "rollback", session.endCode);
     } else {
       armIdleTimer(session);
     }
@@ -347,7 +357,7 @@ export function createSessionRegistry(
     if (state === "broken") {
       void end(session, "its connection broke; MySQL rolled back what it held", "destroy");
     } else if (session.endWhenIdle !== undefined) {
-      void end(session, session.endWhenIdle, "rollback");
+      void end(session, session.endWhenIdle, "rollback", session.endCode);
     } else {
       armIdleTimer(session);
     }
@@ -400,8 +410,8 @@ export function createSessionRegistry(
     },
 
     settle(token, { openTransaction, transactionPending }) {
-      const session = find(token);
-      if (session.ended) return false;
+      const session = sessions.get(options.codec.verify(token).sessionId);
+      if (session === undefined || session.ended) return false;
       if (openTransaction === false) {
         clearTimeout(session.transactionTimer);
         session.transactionTimer = undefined;
@@ -419,11 +429,16 @@ export function createSessionRegistry(
           session.transactionTimer = setTimeout(() => {
             const how = `its transaction was rolled back after ${limits.transactionTimeoutMs} ms open (${limits.transactionTimeoutSetting})`;
             session.endWhenIdle = how;
-            if (!session.busy) void end(session, how, "rollback");
+            session.endCode = Code.Aborted;
+            if (!session.busy) void end(session, how, "rollback", Code.Aborted);
           }, limits.transactionTimeoutMs);
         }
       }
       return true;
+    },
+
+    isOpen(token) {
+      return sessions.has(options.codec.verify(token).sessionId);
     },
 
     async release(token) {

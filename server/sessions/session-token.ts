@@ -20,6 +20,10 @@ export interface TokenCodec {
   sign(claims: TokenClaims): string;
   /** The claims of a genuine token; `invalid_argument` for anything else. */
   verify(token: string): TokenClaims;
+  /** An HMAC of `text` with the signing secret (for tokens carried in other forms). */
+  mac(text: string): Buffer;
+  /** Whether `signature` is an HMAC of `text` with one of the secrets. */
+  verifyMac(text: string, signature: Uint8Array): boolean;
 }
 
 const prefix = "sg1.";
@@ -33,7 +37,14 @@ export function createTokenCodec(secrets: readonly Buffer[]): TokenCodec {
   if (signing === undefined) throw new Error("at least one token secret is required");
   const invalid = (why: string) =>
     new ConnectError(`invalid transaction token: ${why}`, Code.InvalidArgument);
+  const verifyMac = (text: string, given: Uint8Array) =>
+    secrets.some((secret) => {
+      const expected = mac(secret, text);
+      return given.length === expected.length && timingSafeEqual(given, expected);
+    });
   return {
+    mac: (text) => mac(signing, text),
+    verifyMac,
     sign(claims) {
       const payload = Buffer.from(JSON.stringify({ s: claims.sessionId, n: claims.node })).toString(
         "base64url",
@@ -46,12 +57,9 @@ export function createTokenCodec(secrets: readonly Buffer[]): TokenCodec {
       if (payload === undefined || signature === undefined || extra !== undefined) {
         throw invalid("malformed");
       }
-      const given = Buffer.from(signature, "base64url");
-      const genuine = secrets.some((secret) => {
-        const expected = mac(secret, payload);
-        return given.length === expected.length && timingSafeEqual(given, expected);
-      });
-      if (!genuine) throw invalid("the signature does not match (forged or altered)");
+      if (!verifyMac(payload, Buffer.from(signature, "base64url"))) {
+        throw invalid("the signature does not match (forged or altered)");
+      }
       const claims = JSON.parse(Buffer.from(payload, "base64url").toString("utf8")) as {
         s?: unknown;
         n?: unknown;

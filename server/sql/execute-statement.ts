@@ -97,12 +97,13 @@ function preparedStarter(sql: string, values: readonly unknown[]): StatementStar
       hasGeometry = statement.columns.some((c) => c.columnType === GEOMETRY);
       hasGeometryByStatement.set(statement, hasGeometry);
     }
-    return conn.execute({
+    const command = conn.execute({
       sql,
       values: values as unknown[],
       rowsAsArray: true,
       ...(hasGeometry ? { typeCast: geometryCast } : {}),
     }) as unknown as NodeJS.EventEmitter;
+    return { command };
   };
 }
 

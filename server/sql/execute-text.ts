@@ -79,8 +79,13 @@ export function executeText(
     const rows: RawRow[] = [];
     let bytes = 0;
     let running: RunningStatement | undefined;
-    const start = async (c: PoolConnection) =>
-      c.query({ sql, rowsAsArray: true, typeCast: false }) as unknown as NodeJS.EventEmitter;
+    const start = async (c: PoolConnection) => ({
+      command: c.query({
+        sql,
+        rowsAsArray: true,
+        typeCast: false,
+      }) as unknown as NodeJS.EventEmitter,
+    });
     startStatement(conn, killer, start, limits.timeoutMs, signal, {
       onColumns(fields) {
         columns = fields;

@@ -61,6 +61,7 @@ export interface MysqlField {
   readonly name: string;
   readonly orgName: string;
   readonly table: string;
+  readonly orgTable: string;
   readonly schema: string;
   readonly columnType: number;
   readonly flags: number;

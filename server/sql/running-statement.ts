@@ -36,6 +36,9 @@ export function summaryOf(header: ResultSetHeader | undefined) {
     /** True when MySQL reports no open transaction after the statement (COMMIT, DDL). */
     outsideTransaction:
       header !== undefined && (header.serverStatus & SERVER_STATUS_IN_TRANS) === 0,
+    /** Whether MySQL reports a transaction open after the statement; undefined if it did not say. */
+    inTransaction:
+      header === undefined ? undefined : (header.serverStatus & SERVER_STATUS_IN_TRANS) !== 0,
   };
 }
 
@@ -77,14 +80,15 @@ export interface RunningStatement {
 }
 
 /**
- * Sends a statement on the connection and returns mysql2's command for it;
- * may first prepare it (which the deadline covers too). Called only once the
- * deadline is armed.
+ * Sends a statement on the connection and returns mysql2's command for it
+ * (wrapped: a text query is a thenable that throws when awaited), or
+ * undefined if `stopped()` before it was sent; may first prepare it (which
+ * the deadline covers too). Called only once the deadline is armed.
  */
 export type StatementStarter = (
   conn: PoolConnection,
   stopped: () => boolean,
-) => Promise<NodeJS.EventEmitter | undefined>;
+) => Promise<{ command: NodeJS.EventEmitter } | undefined>;
 
 /**
  * Starts a statement (already checked to be one statement) with `start` and
@@ -149,7 +153,7 @@ export async function startStatement(
 
   let command: NodeJS.EventEmitter | undefined;
   try {
-    command = await start(conn, () => killing !== undefined);
+    command = (await start(conn, () => killing !== undefined))?.command;
   } catch (err) {
     clearDeadline();
     if (killing !== undefined) await killing;
@@ -161,8 +165,13 @@ export async function startStatement(
     clearDeadline();
     throw stopError ?? connectErrorFromAbort(signal?.reason);
   }
-  command.on("fields", (fields: MysqlField[] | undefined, index: number | undefined) => {
-    if (fields !== undefined && index === 0) handlers.onColumns(fields);
+  // Only the first result set counts (a CALL sends more). Text queries emit
+  // `fields` without the result set's index, so the first one is taken.
+  let sawColumns = false;
+  command.on("fields", (fields: MysqlField[] | undefined) => {
+    if (fields === undefined || sawColumns) return;
+    sawColumns = true;
+    handlers.onColumns(fields);
   });
   command.on("result", (result: unknown, index: number | undefined) => {
     if (index === undefined) header = result as ResultSetHeader;

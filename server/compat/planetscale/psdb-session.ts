@@ -1,0 +1,82 @@
+/**
+ * PlanetScale API sessions as clients carry them: a `Session` message that
+ * they echo back verbatim. Its `SessionUUID` names what the gateway holds for
+ * it (a pinned session's token, or a fresh random name when nothing is
+ * held), and its `signature` is an HMAC of that name with the gateway's token
+ * secret, so a forged or altered session is refused before any lookup. The
+ * other fields describe the session for the client; the gateway trusts none
+ * of them.
+ */
+import { randomBytes } from "node:crypto";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Session } from "../../../gen/psdb/v1alpha1/database_pb.js";
+import { ExecuteOptions_IncludedFields } from "../../../gen/vitess/query/v22/query_pb.js";
+import type { TokenCodec } from "../../sessions/session-token.js";
+
+/** What a response says about its session besides who it is. */
+export interface SessionFacts {
+  /** The database statements run on. */
+  readonly database: string;
+  readonly inTransaction: boolean;
+  /** The last statement's insert id, if it had one. */
+  readonly lastInsertId: bigint;
+}
+
+export interface PsdbSessions {
+  /**
+   * The pinned session a request's session names, or undefined when it names
+   * none (a new session, or one that holds nothing). Throws
+   * `invalid_argument` for a session this gateway did not sign.
+   */
+  pinnedToken(session: Session | undefined): string | undefined;
+  /** The session to return: naming `pinnedToken`, or a fresh unpinned one. */
+  sessionFor(pinnedToken: string | undefined, facts: SessionFacts): Session;
+}
+
+/** Pinned sessions are named by their registry token, which starts so. */
+const pinnedPrefix = "sg1.";
+
+export function createPsdbSessions(codec: TokenCodec): PsdbSessions {
+  return {
+    pinnedToken(session) {
+      const name = session?.vitessSession?.SessionUUID ?? "";
+      // No session yet, or one from elsewhere (a PlanetScale session) with nothing here.
+      if (name === "") return undefined;
+      if (!codec.verifyMac(name, session?.signature ?? new Uint8Array(0))) {
+        throw new ConnectError(
+          "invalid session: its signature does not match (forged, altered, or issued with another SQLGATE_TOKEN_SECRET); start a new session",
+          Code.InvalidArgument,
+        );
+      }
+      return name.startsWith(pinnedPrefix) ? name : undefined;
+    },
+
+    sessionFor(pinnedToken, facts) {
+      const name = pinnedToken ?? `u.${randomBytes(12).toString("base64url")}`;
+      return {
+        $typeName: "psdb.v1alpha1.Session",
+        signature: codec.mac(name),
+        vitessSession: {
+          $typeName: "vitess.vtgate.v22.Session",
+          inTransaction: facts.inTransaction,
+          autocommit: !facts.inTransaction,
+          targetString: facts.database,
+          options: {
+            $typeName: "vitess.query.v22.ExecuteOptions",
+            includedFields: ExecuteOptions_IncludedFields.ALL,
+            clientFoundRows: true,
+            workload: 0,
+          },
+          warnings: [],
+          lastInsertId: facts.lastInsertId,
+          foundRows: 0n,
+          rowCount: 0n,
+          inReservedConn: pinnedToken !== undefined,
+          DDLStrategy: "direct",
+          SessionUUID: name,
+          enableSystemSettings: true,
+        },
+      };
+    },
+  };
+}
