@@ -81,6 +81,16 @@ describe("parseSqlText", () => {
     assert.equal(effect("use other"), "reconnect");
   });
 
+  test("finds Vitess's ::name list placeholders and where each name stands", () => {
+    const text = "SELECT * FROM t WHERE a = :a AND b IN ::list AND c = '::no'";
+    const parsed = parseSqlText(text);
+    assert.deepEqual(parsed.names, ["a", "list"]);
+    assert.deepEqual(
+      parsed.spans?.map(([start, end]) => text.slice(start, end)),
+      [":a", "::list"],
+    );
+  });
+
   test("verbatim mode leaves placeholders and values in the text", () => {
     const parsed = parseSqlText("SELECT '?', :a, ? FROM t;", "verbatim");
     assert.equal(parsed.sql, "SELECT '?', :a, ? FROM t");

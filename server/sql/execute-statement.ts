@@ -59,6 +59,22 @@ export interface StatementResult {
 /** mysql2's prepared statement handle; `columns` come from the PREPARE response. */
 interface PreparedStatement {
   readonly columns: readonly MysqlField[];
+  readonly parameters: readonly unknown[];
+}
+
+/** What MySQL says of a statement without running it: its result's columns and its placeholders. */
+export interface StatementDescription {
+  readonly columns: readonly MysqlField[];
+  readonly parameterCount: number;
+}
+
+/** Prepares `sql` (cached on the connection like any statement) and describes it. */
+export async function describeStatement(
+  conn: PoolConnection,
+  sql: string,
+): Promise<StatementDescription> {
+  const statement = await prepare(conn, sql);
+  return { columns: statement.columns, parameterCount: statement.parameters.length };
 }
 
 const GEOMETRY = 255;

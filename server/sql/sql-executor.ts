@@ -9,7 +9,9 @@ import type { ConnectionSource, Lease, ReleaseState } from "../mysql/connection-
 import { type Database, runControlStatement } from "../mysql/database.js";
 import { connectErrorFromMysql, endsTransaction, isFatal } from "../mysql/errors.js";
 import {
+  describeStatement,
   executeStatement,
+  type StatementDescription,
   type StatementResult,
   type StreamedChunk,
   streamStatement,
@@ -91,6 +93,8 @@ export interface SqlExecutor {
     call: CallOptions,
     limits: TextLimits,
   ): Promise<RawResult>;
+  /** Prepares one statement (`?` or `:name` placeholders) without running it. */
+  describe(source: ConnectionSource, sql: string, call: CallOptions): Promise<StatementDescription>;
 }
 
 /** Streamed chunks hold at most this many rows or (roughly) bytes. */
@@ -229,6 +233,19 @@ export function createSqlExecutor(db: Database, limits: ExecutorLimits): SqlExec
         if (lease.inTransaction && result.outsideTransaction) endedTransaction.add(lease);
         return result;
       });
+    },
+
+    describe(source, sql, call) {
+      const text = parseSqlText(sql);
+      const statement: BoundStatement = {
+        sql: text.sql,
+        values: [],
+        sessionEffect: "none",
+        isRead: true,
+      };
+      return withLease(source, call, timeoutOf(call), [statement], (lease) =>
+        describeStatement(lease.conn, statement.sql),
+      );
     },
 
     async *stream(source, input, call, wireRowsField) {

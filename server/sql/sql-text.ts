@@ -25,8 +25,13 @@ export interface SqlText {
   readonly sql: string;
   /** The number of placeholders. */
   readonly placeholderCount: number;
-  /** For `:name` placeholders, each placeholder's name in order; undefined for `?`. */
+  /**
+   * For `:name` placeholders (and Vitess's `::name` for lists), each
+   * placeholder's name in order; undefined for `?`.
+   */
   readonly names: readonly string[] | undefined;
+  /** Where each named placeholder stands in the original text: [start, end) offsets. */
+  readonly spans: readonly (readonly [number, number])[] | undefined;
   /** What the statement may leave on a pooled connection for the next caller. */
   readonly sessionEffect: SessionEffect;
   /** A plain read (SELECT, SHOW, ...): stopping it early undoes nothing. */
@@ -144,6 +149,7 @@ function skipComment(text: string, i: number): number {
 
 function scan(text: string, placeholders: boolean): SqlText {
   const names: string[] = [];
+  const spans: [number, number][] = [];
   let positional = 0;
   let out = "";
   let copiedTo = 0;
@@ -172,12 +178,15 @@ function scan(text: string, placeholders: boolean): SqlText {
     } else if (
       placeholders &&
       c === 58 /* : */ &&
-      isNameStart(text.charCodeAt(i + 1)) &&
-      text.charCodeAt(i - 1) !== 58
+      text.charCodeAt(i - 1) !== 58 &&
+      (isNameStart(text.charCodeAt(i + 1)) ||
+        (text.charCodeAt(i + 1) === 58 && isNameStart(text.charCodeAt(i + 2))))
     ) {
-      let j = i + 2;
+      const nameStart = text.charCodeAt(i + 1) === 58 ? i + 2 : i + 1;
+      let j = nameStart + 1;
       while (j < text.length && isNameChar(text.charCodeAt(j))) j++;
-      names.push(text.slice(i + 1, j));
+      names.push(text.slice(nameStart, j));
+      spans.push([i, j]);
       out += `${text.slice(copiedTo, i)}?`;
       copiedTo = j;
       sawCode = true;
@@ -217,8 +226,15 @@ function scan(text: string, placeholders: boolean): SqlText {
   const sessionEffect = effectOf(firstWord ?? "", secondWord, stateful);
   const isRead = readFirstWords.has(firstWord ?? "");
   return names.length > 0
-    ? { sql, placeholderCount: names.length, names, sessionEffect, isRead }
-    : { sql, placeholderCount: positional, names: undefined, sessionEffect, isRead };
+    ? { sql, placeholderCount: names.length, names, spans, sessionEffect, isRead }
+    : {
+        sql,
+        placeholderCount: positional,
+        names: undefined,
+        spans: undefined,
+        sessionEffect,
+        isRead,
+      };
 }
 
 function effectOf(

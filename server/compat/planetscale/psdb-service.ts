@@ -14,6 +14,7 @@ import { create } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import {
   type Database,
+  type ExecuteRequest,
   type ExecuteResponse,
   ExecuteResponseSchema,
 } from "../../../gen/psdb/v1alpha1/database_pb.js";
@@ -24,6 +25,7 @@ import { coreFrom, type GatewayCore } from "../../services/context-values.js";
 import type { RawResult } from "../../sql/execute-text.js";
 import type { CallOptions } from "../../sql/sql-executor.js";
 import { parseSqlText } from "../../sql/sql-text.js";
+import { interpolate } from "./bind-variables.js";
 import type { PsdbSessions } from "./psdb-session.js";
 import { rpcErrorFrom } from "./vitess-errors.js";
 import { vitessField } from "./vitess-fields.js";
@@ -71,11 +73,12 @@ export function createPsdbService(
   /** Runs one statement for a session; resolves with the response, errors included. */
   const execute = async (
     core: GatewayCore,
-    query: string,
+    req: ExecuteRequest,
     given: string | undefined,
     ctx: HandlerContext,
     started: number,
   ): Promise<ExecuteResponse> => {
+    let query = req.query;
     let token = given;
     let result: QueryResult | undefined;
     let error: RPCError | undefined;
@@ -83,6 +86,7 @@ export function createPsdbService(
     let lastInsertId = 0n;
     let pinnedHere = false;
     try {
+      if (Object.keys(req.bindVariables).length > 0) query = interpolate(query, req.bindVariables);
       if (token !== undefined && !core.sessions.isOpen(token) && plainRollback.test(query)) {
         // Whatever the session held was rolled back when it ended.
         token = undefined;
@@ -170,7 +174,30 @@ export function createPsdbService(
           error: rpcErrorFrom(err),
         });
       }
-      return execute(core, req.query, token, ctx, started);
+      return execute(core, req, token, ctx, started);
+    },
+
+    async prepare(req, ctx) {
+      const core = coreFrom(ctx.values);
+      const facts = { database: core.database, inTransaction: false, lastInsertId: 0n };
+      let token: string | undefined;
+      try {
+        token = sessions.pinnedToken(req.session);
+        const source =
+          token === undefined ? core.pool : core.sessions.source(token, { exclusive: true });
+        const described = await core.sql.describe(source, req.query, callOptions(ctx));
+        return {
+          session: sessions.sessionFor(token, { ...facts, inTransaction: token !== undefined }),
+          fields: described.columns.map(vitessField),
+          paramsCount: described.parameterCount,
+        };
+      } catch (err) {
+        if (token !== undefined && !core.sessions.isOpen(token)) token = undefined;
+        return {
+          session: sessions.sessionFor(token, { ...facts, inTransaction: token !== undefined }),
+          error: rpcErrorFrom(err),
+        };
+      }
     },
 
     async closeSession(req, ctx) {
