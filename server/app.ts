@@ -8,6 +8,8 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import { type FastifyInstance, fastify, LogController } from "fastify";
 import { Database as PsdbDatabase } from "../gen/psdb/v1alpha1/database_pb.js";
+import { createAuthInterceptor } from "./auth/auth-interceptor.js";
+import type { CredentialStore } from "./auth/credentials.js";
 import type { LimitsConfig } from "./config.js";
 import type { Database } from "./mysql/database.js";
 import type { Logger } from "./observability/logger.js";
@@ -22,6 +24,8 @@ export interface AppOptions {
   /** PlanetScale's API, served at `/psdb.v1alpha1.Database/*`. */
   readonly planetscale: Partial<ServiceImpl<typeof PsdbDatabase>>;
   readonly db: Database;
+  /** The credentials calls must present; undefined: none needed (loopback only). */
+  readonly credentials: CredentialStore | undefined;
   readonly limits: LimitsConfig;
   readonly logger: Logger;
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer } | undefined;
@@ -50,9 +54,13 @@ export async function buildApp(options: AppOptions): Promise<App> {
       }) as unknown as Server,
   });
 
+  const interceptors = [
+    createAuthInterceptor(options.credentials),
+    createCoreInjector(options.core),
+  ];
   await app.register(fastifyConnectPlugin, {
     routes,
-    interceptors: [createCoreInjector(options.core)],
+    interceptors,
     // Connect's defaults are ~4 GiB and no deadline cap; fastify's bodyLimit
     // does not apply to Connect routes.
     readMaxBytes: options.limits.maxBodyBytes,
@@ -67,7 +75,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     psdbHttp({
       service: PsdbDatabase,
       implementation: options.planetscale,
-      interceptors: [createCoreInjector(options.core)],
+      interceptors,
       readMaxBytes: options.limits.maxBodyBytes,
       writeMaxBytes: options.limits.maxResponseBytes + 1024 * 1024,
       maxTimeoutMs: options.limits.maxTimeoutMs,

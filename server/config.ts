@@ -64,6 +64,13 @@ export interface PlanetScaleConfig {
   readonly transactionTimeoutMs: number;
 }
 
+export interface AuthConfig {
+  /** SQLGATE_CREDENTIALS_FILE; undefined: no credentials, loopback only. */
+  readonly credentialsFile: string | undefined;
+  /** Serve a non-loopback address without credentials (SQLGATE_ALLOW_INSECURE). */
+  readonly allowInsecure: boolean;
+}
+
 export interface TlsConfig {
   readonly certFile: string;
   readonly keyFile: string;
@@ -82,6 +89,7 @@ export interface Config {
   readonly transactions: TransactionsConfig;
   readonly ingest: IngestConfig;
   readonly planetscale: PlanetScaleConfig;
+  readonly auth: AuthConfig;
   readonly tls: TlsConfig | undefined;
   readonly log: LogConfig;
 }
@@ -99,7 +107,7 @@ export const settings: readonly Setting[] = [
     name: "SQLGATE_LISTEN",
     defaultValue: "127.0.0.1:8080",
     description:
-      "Address and port to listen on (HTTP/1.1 and HTTP/2 on one port). Use `0.0.0.0:8080` to accept remote clients.",
+      "Address and port to listen on (HTTP/1.1 and HTTP/2 on one port). Use `0.0.0.0:8080` to accept remote clients (which needs SQLGATE_CREDENTIALS_FILE).",
   },
   {
     name: "SQLGATE_MYSQL_URL",
@@ -250,6 +258,18 @@ export const settings: readonly Setting[] = [
     defaultValue: "(unset: the URL's database, else `sqlgate`)",
     description:
       "Database for the gateway's own tables (idempotency keys, log bookkeeping), created at start-up under a MySQL named lock.",
+  },
+  {
+    name: "SQLGATE_CREDENTIALS_FILE",
+    defaultValue: "(unset: no authentication, loopback only)",
+    description:
+      "YAML or JSON file of named credentials (see Security); every call must then authenticate with HTTP Basic or a Bearer token. Re-read on SIGHUP.",
+  },
+  {
+    name: "SQLGATE_ALLOW_INSECURE",
+    defaultValue: "false",
+    description:
+      "Allow SQLGATE_LISTEN on a non-loopback address without SQLGATE_CREDENTIALS_FILE (anyone who can reach the port can use the database).",
   },
   {
     name: "SQLGATE_PSDB_MAX_ROWS",
@@ -408,6 +428,10 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       logMaxBytes: int("SQLGATE_INGEST_LOG_MAX_BYTES", 4096),
       internalDatabase: env.SQLGATE_INTERNAL_DATABASE || undefined,
     },
+    auth: {
+      credentialsFile: env.SQLGATE_CREDENTIALS_FILE || undefined,
+      allowInsecure: bool("SQLGATE_ALLOW_INSECURE"),
+    },
     planetscale: {
       maxRows: int("SQLGATE_PSDB_MAX_ROWS", 1),
       maxResultBytes: int("SQLGATE_PSDB_MAX_RESULT_BYTES", 1024, 2 ** 31 - 1),
@@ -426,11 +450,25 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
   if (config.limits.defaultTimeoutMs > config.limits.maxTimeoutMs) {
     problems.push("SQLGATE_DEFAULT_TIMEOUT_MS must not exceed SQLGATE_MAX_TIMEOUT_MS");
   }
+  if (
+    config.auth.credentialsFile === undefined &&
+    !config.auth.allowInsecure &&
+    !isLoopback(config.listen.host)
+  ) {
+    problems.push(
+      `SQLGATE_LISTEN=${config.listen.host}:${config.listen.port} is not a loopback address, and no SQLGATE_CREDENTIALS_FILE is set: anyone who can reach it could use the database. Set SQLGATE_CREDENTIALS_FILE (see \`sqlgate credential create\`), or SQLGATE_ALLOW_INSECURE=true if a proxy in front authenticates`,
+    );
+  }
   if (config.ingest.logMaxBytes < config.ingest.logSegmentBytes) {
     problems.push("SQLGATE_INGEST_LOG_MAX_BYTES must be at least SQLGATE_INGEST_LOG_SEGMENT_BYTES");
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return deepFreeze(config);
+}
+
+/** Whether `host` names this machine only (127.0.0.0/8, ::1, localhost). */
+export function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
 function parseListen(text: string, problems: string[]): ListenAddress {

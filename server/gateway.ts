@@ -5,14 +5,16 @@
  */
 import { randomBytes } from "node:crypto";
 import { type App, buildApp } from "./app.js";
+import { createCredentialStore, readCredentialsFile } from "./auth/credentials.js";
 import { createPsdbService } from "./compat/planetscale/psdb-service.js";
 import { createPsdbSessions } from "./compat/planetscale/psdb-session.js";
 import type { Config } from "./config.js";
 import { createIngest, type Ingest } from "./ingest/ingest.js";
 import { poolSource } from "./mysql/connection-source.js";
-import { createDatabase, type Database } from "./mysql/database.js";
+import type { Database } from "./mysql/database.js";
+import { createDatabases } from "./mysql/databases.js";
 import type { Logger } from "./observability/logger.js";
-import type { GatewayCore } from "./services/context-values.js";
+import type { GatewayCore, Scope } from "./services/context-values.js";
 import { createSessionRegistry } from "./sessions/session-registry.js";
 import { createTokenCodec } from "./sessions/session-token.js";
 import { createSqlExecutor } from "./sql/sql-executor.js";
@@ -26,6 +28,12 @@ export interface Gateway {
    * and the replay of the ingest log. Call once MySQL answers, before listening.
    */
   start(): Promise<void>;
+  /**
+   * Reads SQLGATE_CREDENTIALS_FILE again and puts its credentials in place;
+   * calls in flight are unaffected. Resolves with how many there are now;
+   * rejects (keeping the current ones) if the file is invalid.
+   */
+  reloadCredentials(): Promise<number>;
   /** Stops serving (draining in-flight calls), flushes ingest, then closes the pools. */
   close(): Promise<void>;
 }
@@ -41,13 +49,18 @@ export interface GatewayOptions {
 const ingestDrainMs = 10_000;
 
 export async function createGateway(config: Config, options: GatewayOptions): Promise<Gateway> {
-  const db = createDatabase({
+  const databases = createDatabases({
     ...config.mysql,
     transactionPoolSize: config.transactions.maxOpen,
     // Group-commit batches, plus one for the log flusher and one for upkeep.
     ingestPoolSize: config.ingest.connections + 2,
     url: options.mysqlUrl,
   });
+  const db = databases.primary;
+  const credentials =
+    config.auth.credentialsFile === undefined
+      ? undefined
+      : createCredentialStore(await readCredentialsFile(config.auth.credentialsFile));
   const ingest = createIngest({
     db,
     config: config.ingest,
@@ -60,20 +73,30 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
       ? config.transactions.tokenSecrets.map((secret) => Buffer.from(secret))
       : [randomBytes(32)],
   );
-  const sessions = createSessionRegistry(db, {
+  const sessions = createSessionRegistry({
     ...config.transactions,
     node: config.transactions.nodeUrl ?? `sqlgate-${randomBytes(6).toString("hex")}`,
     codec,
   });
   const closing = new AbortController();
+  const scopes = new Map<string, Scope>();
   const core: GatewayCore = {
     sql: createSqlExecutor(db, {
       ...config.limits,
       acquireTimeoutMs: config.mysql.acquireTimeoutMs,
     }),
-    pool: poolSource(db),
+    scopeFor(principal) {
+      const name = principal.database ?? db.databaseName;
+      let scope = scopes.get(name);
+      if (scope === undefined) {
+        const pools = databases.forDatabase(name);
+        scope = { database: name, pool: poolSource(pools), db: pools };
+        scopes.set(name, scope);
+      }
+      return scope;
+    },
+    primaryDatabase: db.databaseName,
     sessions,
-    database: db.databaseName,
     acquireTimeoutMs: config.mysql.acquireTimeoutMs,
     ingest,
     defaultTimeoutMs: config.limits.defaultTimeoutMs,
@@ -92,6 +115,7 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
       sessions: createPsdbSessions(codec),
     }),
     db,
+    credentials,
     limits: config.limits,
     logger: options.logger,
     tls: options.tls,
@@ -101,6 +125,11 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
     db,
     ingest,
     start: () => ingest.start(),
+    async reloadCredentials() {
+      if (credentials === undefined || config.auth.credentialsFile === undefined) return 0;
+      credentials.replace(await readCredentialsFile(config.auth.credentialsFile));
+      return credentials.size;
+    },
     async close() {
       closing.abort();
       try {
@@ -109,7 +138,7 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
         try {
           await Promise.all([sessions.close(), ingest.close(ingestDrainMs)]);
         } finally {
-          await db.close();
+          await databases.close();
         }
       }
     },

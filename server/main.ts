@@ -1,7 +1,7 @@
 /**
  * The command-line entry: reads the configuration, starts the embedded
- * database when no MySQL URL is given, waits for MySQL, serves, and shuts
- * down cleanly on SIGTERM/SIGINT.
+ * database when no MySQL URL is given, waits for MySQL, serves, re-reads
+ * the credentials file on SIGHUP, and shuts down cleanly on SIGTERM/SIGINT.
  */
 import { readFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
@@ -74,6 +74,17 @@ async function main(config: Config): Promise<void> {
   // Installed first, so that a signal during start-up also stops the embedded server.
   process.on("SIGTERM", () => onSignal("SIGTERM"));
   process.on("SIGINT", () => onSignal("SIGINT"));
+  process.on("SIGHUP", () => {
+    if (gateway === undefined || config.auth.credentialsFile === undefined) {
+      logger.info("SIGHUP: no SQLGATE_CREDENTIALS_FILE to reload");
+      return;
+    }
+    gateway.reloadCredentials().then(
+      (count) => logger.info({ credentials: count }, "credentials reloaded"),
+      (err: Error) =>
+        logger.error({ error: err.message }, "credentials not reloaded; the previous ones stay"),
+    );
+  });
 
   try {
     let url = config.mysql.url;
@@ -111,6 +122,15 @@ async function main(config: Config): Promise<void> {
       { mysql: gateway.db.target, tls: tls !== undefined },
       `sqlgate listening on ${tls ? "https" : "http"}://${host}:${address.port}`,
     );
+    if (config.auth.credentialsFile === undefined) {
+      logger.warn(
+        `NO AUTHENTICATION: SQLGATE_CREDENTIALS_FILE is not set, so anyone who can reach ${host}:${address.port} can use the database${
+          config.auth.allowInsecure
+            ? " (SQLGATE_ALLOW_INSECURE=true)"
+            : "; this is allowed on loopback addresses only"
+        }. Create credentials with \`sqlgate credential create\`.`,
+      );
+    }
     started = true;
     if (stopping !== undefined) await stopAndExit();
   } catch (err) {

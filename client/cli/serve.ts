@@ -40,7 +40,7 @@ export const serveCommand: Command = {
         `serve: unexpected arguments: ${positionals.join(" ")} (the gateway is configured by SQLGATE_* environment variables)`,
       );
     }
-    const entry = gatewayEntry();
+    const entry = serverEntry("main");
     if (!existsSync(entry)) {
       io.stderr.write(
         `sqlgate serve: the gateway's entry point ${entry} is missing; run npm run build\n`,
@@ -76,11 +76,11 @@ export const serveCommand: Command = {
 };
 
 /**
- * The gateway's entry point beside this file: compiled, this is
+ * A server entry point beside this file: compiled, this is
  * dist/client/cli/serve.js and the gateway dist/server/main.js; run from
  * source (through tsx), client/cli/serve.ts and server/main.ts.
  */
-export function gatewayEntry(): string {
+export function serverEntry(name: "main" | "credential-cli"): string {
   const extension = import.meta.url.endsWith(".ts") ? "ts" : "js";
-  return fileURLToPath(new URL(`../../server/main.${extension}`, import.meta.url));
+  return fileURLToPath(new URL(`../../server/${name}.${extension}`, import.meta.url));
 }

@@ -28,6 +28,8 @@ export interface Lease {
   readonly conn: PoolConnection;
   /** True when the connection is inside an open interactive transaction. */
   readonly inTransaction: boolean;
+  /** True when the connection's session is read-only already (a read-only pinned session). */
+  readonly readOnly?: boolean;
   /** Gives the connection back. */
   release(state: ReleaseState): void;
 }

@@ -7,17 +7,29 @@
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
 import type { Ingest } from "../ingest/ingest.js";
 import type { ConnectionSource } from "../mysql/connection-source.js";
+import type { Database } from "../mysql/database.js";
 import type { SessionRegistry } from "../sessions/session-registry.js";
 import type { SqlExecutor } from "../sql/sql-executor.js";
+import type { Principal } from "./principal.js";
+
+/** Where a principal's statements run. */
+export interface Scope {
+  /** The database unqualified names refer to. */
+  readonly database: string;
+  /** Pooled connections of that database, for calls outside a session. */
+  readonly pool: ConnectionSource;
+  /** Where its sessions' connections come from. */
+  readonly db: Pick<Database, "acquireForTransaction">;
+}
 
 /** The core services a handler may use. */
 export interface GatewayCore {
   readonly sql: SqlExecutor;
-  /** Pooled connections, for calls outside a transaction. */
-  readonly pool: ConnectionSource;
+  /** Where `principal`'s statements run. */
+  scopeFor(principal: Principal): Scope;
+  /** The MySQL URL's database, the one ingest writes to. */
+  readonly primaryDatabase: string;
   readonly sessions: SessionRegistry;
-  /** The database unqualified names refer to (the MySQL URL's). */
-  readonly database: string;
   /** How long transaction calls without a deadline wait for their turn or a connection. */
   readonly acquireTimeoutMs: number;
   readonly ingest: Ingest;

@@ -16,30 +16,37 @@ import type { ConnectionSource } from "../mysql/connection-source.js";
 import type { IsolationLevel as SqlIsolationLevel } from "../sessions/session-registry.js";
 import type { CallOptions, ExecutedStatement } from "../sql/sql-executor.js";
 import { coreFrom, type GatewayCore } from "./context-values.js";
+import { type Principal, principalFrom } from "./principal.js";
 
 /** Where a request's statements run: its transaction's connection, or the pool. */
 function sourceFor(
   core: GatewayCore,
+  principal: Principal,
   session: string,
   options: ExecuteOptions | undefined,
 ): ConnectionSource {
-  if (session === "") return core.pool;
+  if (session === "") return core.scopeFor(principal).pool;
   if (options?.readOnly) {
     throw new ConnectError(
       "options.readOnly does not apply inside a transaction: begin it with readOnly instead",
       Code.InvalidArgument,
     );
   }
-  return core.sessions.source(session);
+  return core.sessions.source(session, principal.name);
 }
 
-function callOptions(options: ExecuteOptions | undefined, ctx: HandlerContext): CallOptions {
+function callOptions(
+  options: ExecuteOptions | undefined,
+  principal: Principal,
+  ctx: HandlerContext,
+): CallOptions {
   return {
     signal: ctx.signal,
     deadlineMs: ctx.timeoutMs(),
     timeoutMs: options?.timeoutMs ?? 0,
     maxRows: options?.maxRows ?? 0,
-    readOnly: options?.readOnly ?? false,
+    readOnly: (options?.readOnly ?? false) || principal.role === "read_only",
+    confinedTo: principal.database,
   };
 }
 
@@ -80,19 +87,24 @@ export const databaseService: ServiceImpl<typeof DatabaseService> = {
   async execute(req, ctx) {
     const started = performance.now();
     const core = coreFrom(ctx.values);
-    const source = sourceFor(core, req.session, req.options);
-    return responseOf(await core.sql.execute(source, req, callOptions(req.options, ctx)), started);
+    const principal = principalFrom(ctx.values);
+    const source = sourceFor(core, principal, req.session, req.options);
+    return responseOf(
+      await core.sql.execute(source, req, callOptions(req.options, principal, ctx)),
+      started,
+    );
   },
 
   async executeBatch(req, ctx) {
     const started = performance.now();
     const core = coreFrom(ctx.values);
-    const source = sourceFor(core, req.session, req.options);
+    const principal = principalFrom(ctx.values);
+    const source = sourceFor(core, principal, req.session, req.options);
     const results = await core.sql.batch(
       source,
       req.statements,
       req.atomic,
-      callOptions(req.options, ctx),
+      callOptions(req.options, principal, ctx),
     );
     return { results: results.map((result) => responseOf(result, started)) };
   },
@@ -100,14 +112,15 @@ export const databaseService: ServiceImpl<typeof DatabaseService> = {
   async *streamExecute(req, ctx) {
     const started = performance.now();
     const core = coreFrom(ctx.values);
-    const source = sourceFor(core, req.session, req.options);
+    const principal = principalFrom(ctx.values);
+    const source = sourceFor(core, principal, req.session, req.options);
     // Binary responses carry rows pre-encoded (see sql/row-wire.ts); JSON cannot.
     const binary = !(ctx.requestHeader.get("content-type") ?? "").includes("json");
     const wireRowsField = binary ? streamRowsField : undefined;
     for await (const chunk of core.sql.stream(
       source,
       req,
-      callOptions(req.options, ctx),
+      callOptions(req.options, principal, ctx),
       wireRowsField,
     )) {
       const message = create(StreamExecuteResponseSchema, {
@@ -130,23 +143,26 @@ export const databaseService: ServiceImpl<typeof DatabaseService> = {
 
   async beginTransaction(req, ctx) {
     const core = coreFrom(ctx.values);
+    const principal = principalFrom(ctx.values);
     const { token, idleTimeoutMs } = await core.sessions.begin({
       isolation: isolationSql[req.isolation],
-      readOnly: req.readOnly,
+      readOnly: req.readOnly || principal.role === "read_only",
       timeoutMs: waitMs(core, ctx),
+      owner: principal.name,
+      db: core.scopeFor(principal).db,
     });
     return { session: token, idleTimeoutMs };
   },
 
   async commitTransaction(req, ctx) {
     const core = coreFrom(ctx.values);
-    await core.sessions.commit(req.session, waitMs(core, ctx));
+    await core.sessions.commit(req.session, principalFrom(ctx.values).name, waitMs(core, ctx));
     return {};
   },
 
   async rollbackTransaction(req, ctx) {
     const core = coreFrom(ctx.values);
-    await core.sessions.rollback(req.session, waitMs(core, ctx));
+    await core.sessions.rollback(req.session, principalFrom(ctx.values).name, waitMs(core, ctx));
     return {};
   },
 };

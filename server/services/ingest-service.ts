@@ -3,7 +3,7 @@
  * policies, a default deadline) and results to responses.
  */
 import { create } from "@bufbuild/protobuf";
-import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import {
   Durability,
   type IngestService,
@@ -14,7 +14,8 @@ import {
 import type { CallDeadline } from "../ingest/group-commit.js";
 import type { Durability as CoreDurability, StreamChunk } from "../ingest/ingest.js";
 import type { ConflictPolicy } from "../ingest/ingest-target.js";
-import { coreFrom } from "./context-values.js";
+import { coreFrom, type GatewayCore } from "./context-values.js";
+import { principalFrom } from "./principal.js";
 
 function durabilityOf(d: Durability): CoreDurability | undefined {
   if (d === Durability.BUFFERED) return "buffered";
@@ -38,9 +39,25 @@ function deadlineOf(ctx: HandlerContext, defaultTimeoutMs: number): CallDeadline
   return { signal: ctx.signal, timeoutMs: ctx.timeoutMs() ?? defaultTimeoutMs };
 }
 
+/**
+ * The core for an ingest call. Ingest writes to the MySQL URL's database: a
+ * credential confined to another database may not ingest.
+ */
+function ingestCore(ctx: HandlerContext): GatewayCore {
+  const core = coreFrom(ctx.values);
+  const principal = principalFrom(ctx.values);
+  if (principal.database !== undefined && principal.database !== core.primaryDatabase) {
+    throw new ConnectError(
+      `ingest writes to database ${core.primaryDatabase}; credential ${principal.name} works on ${principal.database}`,
+      Code.FailedPrecondition,
+    );
+  }
+  return core;
+}
+
 export const ingestService: ServiceImpl<typeof IngestService> = {
   async write(req, ctx) {
-    const core = coreFrom(ctx.values);
+    const core = ingestCore(ctx);
     const result = await core.ingest.write(
       {
         table: req.table,
@@ -60,7 +77,7 @@ export const ingestService: ServiceImpl<typeof IngestService> = {
   },
 
   async writeStream(requests, ctx) {
-    const core = coreFrom(ctx.values);
+    const core = ingestCore(ctx);
     async function* chunks(): AsyncGenerator<StreamChunk> {
       for await (const req of requests) {
         yield {

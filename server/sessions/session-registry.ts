@@ -45,14 +45,24 @@ export type IsolationLevel =
   | "REPEATABLE READ"
   | "SERIALIZABLE";
 
-export interface BeginOptions {
+/** Who opens a session, and where its connection comes from. */
+export interface SessionOwner {
+  /** The credential's name ("" without credentials); only it may use the session. */
+  readonly owner: string;
+  /** The pools of the owner's database. */
+  readonly db: Pick<Database, "acquireForTransaction">;
+}
+
+export interface BeginOptions extends SessionOwner {
   readonly isolation: IsolationLevel | undefined;
   readonly readOnly: boolean;
   /** How long to wait for a connection. */
   readonly timeoutMs: number;
 }
 
-export interface PinOptions {
+export interface PinOptions extends SessionOwner {
+  /** Make the session read-only (SET SESSION TRANSACTION READ ONLY). */
+  readonly readOnly: boolean;
   /** How long to wait for a connection. */
   readonly timeoutMs: number;
   /** A transaction open this long on the session is rolled back and the session ended. */
@@ -71,15 +81,18 @@ export interface PinnedState {
 
 export interface SourceOptions {
   /** Refuse a call while another is running on the session (`aborted`), rather than queue it. */
-  readonly exclusive: boolean;
+  readonly exclusive?: boolean;
 }
 
 export interface SessionRegistry {
   begin(options: BeginOptions): Promise<{ token: string; idleTimeoutMs: number }>;
   /** A new pinned session (see above), with no transaction open. */
   pin(options: PinOptions): Promise<string>;
-  /** The session's connection as a source for statements. Throws for a bad token. */
-  source(token: string, options?: SourceOptions): ConnectionSource;
+  /**
+   * The session's connection as a source for statements. Throws for a bad
+   * token, or `permission_denied` when `owner` did not open it.
+   */
+  source(token: string, owner: string, options?: SourceOptions): ConnectionSource;
   /**
    * After a statement on a pinned session: gives its connection back to the
    * pool when it holds nothing any more, else keeps it (timing the open
@@ -87,11 +100,11 @@ export interface SessionRegistry {
    */
   settle(token: string, state: PinnedState): boolean;
   /** Ends a pinned session: rolls back what it holds and gives its connection back. */
-  release(token: string): Promise<void>;
+  release(token: string, owner: string): Promise<void>;
   /** Whether the session `token` names is open. Throws for a forged token. */
   isOpen(token: string): boolean;
-  commit(token: string, timeoutMs: number): Promise<void>;
-  rollback(token: string, timeoutMs: number): Promise<void>;
+  commit(token: string, owner: string, timeoutMs: number): Promise<void>;
+  rollback(token: string, owner: string, timeoutMs: number): Promise<void>;
   /** Open transactions. */
   readonly size: number;
   /** Rolls back every open transaction (shutdown). */
@@ -101,13 +114,18 @@ export interface SessionRegistry {
 interface Session {
   readonly id: string;
   readonly kind: "transaction" | "pinned";
+  readonly owner: string;
   readonly conn: PoolConnection;
   /** A call holds the session's turn. */
   busy: boolean;
   /** Pinned sessions: a statement left session state (variables, locks, temporary tables). */
   holdsState: boolean;
+  /** The session is read-only (a transaction begun READ ONLY, a read-only pinned session). */
+  readOnly: boolean;
   /** Pinned sessions: how long a transaction may stay open on it. */
-  readonly transactionLimit: Omit<PinOptions, "timeoutMs"> | undefined;
+  readonly transactionLimit:
+    | Pick<PinOptions, "transactionTimeoutMs" | "transactionTimeoutSetting">
+    | undefined;
   /** Pinned sessions: ends the session when its open transaction runs too long. */
   transactionTimer: NodeJS.Timeout | undefined;
   /** Resolves when the call holding the session's turn is done. */
@@ -126,10 +144,7 @@ interface Session {
 /** How many ended transactions are remembered, to tell callers how theirs ended. */
 const endedMemory = 10_000;
 
-export function createSessionRegistry(
-  db: Database,
-  options: SessionRegistryOptions,
-): SessionRegistry {
+export function createSessionRegistry(options: SessionRegistryOptions): SessionRegistry {
   const sessions = new Map<string, Session>();
   /** How ended sessions ended, and the code that later calls on them get. */
   const endings = new Map<string, { how: string; code: Code }>();
@@ -171,7 +186,12 @@ export function createSessionRegistry(
         return;
       }
     }
-    if (finish === "none" && session.kind === "pinned" && !session.holdsState) {
+    if (
+      finish === "none" &&
+      session.kind === "pinned" &&
+      !session.holdsState &&
+      !session.readOnly
+    ) {
       // Unpinned with nothing held: the connection is as the pool gave it.
       session.conn.release();
       return;
@@ -191,6 +211,18 @@ export function createSessionRegistry(
         ),
       options.idleTimeoutMs,
     );
+  };
+
+  /** The open session named by `token` that `owner` opened, or the error that says why there is none. */
+  const findOwned = (token: string, owner: string): Session => {
+    const session = find(token);
+    if (session.owner !== owner) {
+      throw new ConnectError(
+        `this ${what(session)} was opened with another credential`,
+        Code.PermissionDenied,
+      );
+    }
+    return session;
   };
 
   /** The open session named by `token`, or the error that says why there is none. */
@@ -256,8 +288,13 @@ export function createSessionRegistry(
   };
 
   /** Takes the turn, runs `fn` on the connection, and ends the session with `how`. */
-  const finish = async (token: string, timeoutMs: number, sql: "COMMIT" | "ROLLBACK") => {
-    const session = find(token);
+  const finish = async (
+    token: string,
+    owner: string,
+    timeoutMs: number,
+    sql: "COMMIT" | "ROLLBACK",
+  ) => {
+    const session = findOwned(token, owner);
     const passOn = await takeTurn(session, timeoutMs);
     try {
       await runControlStatement(session.conn, sql);
@@ -276,7 +313,7 @@ export function createSessionRegistry(
   };
 
   /** A connection for a new session, within the limit on open sessions. */
-  const acquire = async (timeoutMs: number): Promise<PoolConnection> => {
+  const acquire = async (db: SessionOwner["db"], timeoutMs: number): Promise<PoolConnection> => {
     if (sessions.size + beginning >= options.maxOpen) {
       throw limitExceeded(
         `${options.maxOpen} transactions and sessions are open already (SQLGATE_MAX_TRANSACTIONS)`,
@@ -296,6 +333,7 @@ export function createSessionRegistry(
   /** Registers a session on `conn` and returns its token. */
   const open = (
     kind: Session["kind"],
+    owner: string,
     conn: PoolConnection,
     transactionLimit?: Session["transactionLimit"],
   ): string => {
@@ -303,9 +341,11 @@ export function createSessionRegistry(
     const session: Session = {
       id,
       kind,
+      owner,
       conn,
       busy: false,
       holdsState: false,
+      readOnly: false,
       transactionLimit,
       transactionTimer: undefined,
       tail: Promise.resolve(),
@@ -364,8 +404,8 @@ export function createSessionRegistry(
   };
 
   return {
-    async begin({ isolation, readOnly, timeoutMs }) {
-      const conn = await acquire(timeoutMs);
+    async begin({ isolation, readOnly, timeoutMs, owner, db }) {
+      const conn = await acquire(db, timeoutMs);
       try {
         if (isolation !== undefined) {
           await runControlStatement(conn, `SET TRANSACTION ISOLATION LEVEL ${isolation}`);
@@ -378,15 +418,27 @@ export function createSessionRegistry(
         conn.destroy();
         throw err;
       }
-      return { token: open("transaction", conn), idleTimeoutMs: options.idleTimeoutMs };
+      return { token: open("transaction", owner, conn), idleTimeoutMs: options.idleTimeoutMs };
     },
 
-    async pin({ timeoutMs, ...transactionLimit }) {
-      return open("pinned", await acquire(timeoutMs), transactionLimit);
+    async pin({ timeoutMs, owner, db, readOnly, ...transactionLimit }) {
+      const conn = await acquire(db, timeoutMs);
+      if (readOnly) {
+        try {
+          await runControlStatement(conn, "SET SESSION TRANSACTION READ ONLY");
+        } catch (err) {
+          conn.destroy();
+          throw err;
+        }
+      }
+      const token = open("pinned", owner, conn, transactionLimit);
+      // Read-only is session state: the connection is reset when given back.
+      if (readOnly) find(token).readOnly = true;
+      return token;
     },
 
-    source(token, sourceOptions) {
-      const session = find(token);
+    source(token, owner, sourceOptions) {
+      const session = findOwned(token, owner);
       return {
         async lease(timeoutMs): Promise<Lease> {
           if (sourceOptions?.exclusive && session.busy) {
@@ -399,6 +451,7 @@ export function createSessionRegistry(
           return {
             conn: session.conn,
             inTransaction: session.kind === "transaction",
+            readOnly: session.readOnly,
             release(state) {
               if (session.kind === "transaction") afterTransactionCall(session, state);
               else afterPinnedCall(session, state);
@@ -441,8 +494,8 @@ export function createSessionRegistry(
       return sessions.has(options.codec.verify(token).sessionId);
     },
 
-    async release(token) {
-      const session = find(token);
+    async release(token, owner) {
+      const session = findOwned(token, owner);
       const passOn = await takeTurn(session, options.idleTimeoutMs);
       try {
         await end(session, "it was closed", "rollback");
@@ -451,8 +504,8 @@ export function createSessionRegistry(
       }
     },
 
-    commit: (token, timeoutMs) => finish(token, timeoutMs, "COMMIT"),
-    rollback: (token, timeoutMs) => finish(token, timeoutMs, "ROLLBACK"),
+    commit: (token, owner, timeoutMs) => finish(token, owner, timeoutMs, "COMMIT"),
+    rollback: (token, owner, timeoutMs) => finish(token, owner, timeoutMs, "ROLLBACK"),
 
     get size() {
       return sessions.size;

@@ -4,7 +4,7 @@
  * runs with the gateway's limits, and gives the connection back.
  */
 
-import { ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { ConnectionSource, Lease, ReleaseState } from "../mysql/connection-source.js";
 import { type Database, runControlStatement } from "../mysql/database.js";
 import { connectErrorFromMysql, endsTransaction, isFatal } from "../mysql/errors.js";
@@ -18,7 +18,7 @@ import {
 } from "./execute-statement.js";
 import { executeText, type RawLimits, type RawResult } from "./execute-text.js";
 import { bindValues, type StatementParams } from "./params.js";
-import { parseSqlText, type SessionEffect } from "./sql-text.js";
+import { parseSqlText, type SessionEffect, type SqlText } from "./sql-text.js";
 
 export interface ExecutorLimits {
   readonly maxRows: number;
@@ -45,6 +45,8 @@ export interface CallOptions {
   readonly maxRows: number;
   /** Run with the session read-only (outside a transaction; see enterReadOnly). */
   readonly readOnly: boolean;
+  /** The only database the caller may use (USE is refused); undefined: any. */
+  readonly confinedTo?: string | undefined;
 }
 
 export interface ExecutedStatement extends StatementResult {
@@ -169,7 +171,7 @@ export function createSqlExecutor(db: Database, limits: ExecutorLimits): SqlExec
 
   return {
     execute(source, input, call) {
-      const statement = bindStatement(input);
+      const statement = bindStatement(input, call);
       const timeoutMs = timeoutOf(call);
       return withLease(source, call, timeoutMs, [statement], (lease) =>
         run(lease, statement, call, timeoutMs, limits.maxResponseBytes),
@@ -179,7 +181,7 @@ export function createSqlExecutor(db: Database, limits: ExecutorLimits): SqlExec
     batch(source, inputs, atomic, call) {
       const statements = inputs.map((input, index) => {
         try {
-          return bindStatement(input);
+          return bindStatement(input, call);
         } catch (err) {
           throw withStatementIndex(err, index);
         }
@@ -215,6 +217,7 @@ export function createSqlExecutor(db: Database, limits: ExecutorLimits): SqlExec
 
     executeText(source, sql, call, textLimits) {
       const text = parseSqlText(sql, "verbatim");
+      checkAllowed(text, call);
       const statement: BoundStatement = {
         sql: text.sql,
         values: [],
@@ -249,7 +252,7 @@ export function createSqlExecutor(db: Database, limits: ExecutorLimits): SqlExec
     },
 
     async *stream(source, input, call, wireRowsField) {
-      const statement = bindStatement(input);
+      const statement = bindStatement(input, call);
       const timeoutMs = timeoutOf(call);
       const lease = await source.lease(Math.min(limits.acquireTimeoutMs, timeoutMs));
       let state = stateAfter([statement]);
@@ -307,7 +310,7 @@ export function createSqlExecutor(db: Database, limits: ExecutorLimits): SqlExec
  * (TRUNCATE, DROP); the connection is reset afterwards. Resolves true if set.
  */
 async function enterReadOnly(lease: Lease, call: CallOptions): Promise<boolean> {
-  if (!call.readOnly || lease.inTransaction) return false;
+  if (!call.readOnly || lease.inTransaction || lease.readOnly) return false;
   await runControlStatement(lease.conn, "SET SESSION TRANSACTION READ ONLY");
   return true;
 }
@@ -320,9 +323,26 @@ interface BoundStatement {
   readonly isRead: boolean;
 }
 
+/** Refuses what the caller may not run: access-mode changes when read-only, USE when confined. */
+function checkAllowed(text: SqlText, call: CallOptions): void {
+  if (call.readOnly && text.changesAccessMode) {
+    throw new ConnectError(
+      "a read-only caller may not make the session or a transaction writable",
+      Code.PermissionDenied,
+    );
+  }
+  if (call.confinedTo !== undefined && text.sessionEffect === "reconnect") {
+    throw new ConnectError(
+      `USE is refused: this credential works on database ${call.confinedTo} only`,
+      Code.PermissionDenied,
+    );
+  }
+}
+
 /** Checks `input` before any connection is taken for it. */
-function bindStatement(input: StatementInput): BoundStatement {
+function bindStatement(input: StatementInput, call: CallOptions): BoundStatement {
   const text = parseSqlText(input.sql);
+  checkAllowed(text, call);
   return {
     sql: text.sql,
     values: bindValues(text, input),

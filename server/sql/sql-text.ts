@@ -36,6 +36,12 @@ export interface SqlText {
   readonly sessionEffect: SessionEffect;
   /** A plain read (SELECT, SHOW, ...): stopping it early undoes nothing. */
   readonly isRead: boolean;
+  /**
+   * The statement may make the session or a transaction writable (`READ
+   * WRITE`, `transaction_read_only`, `tx_read_only`), which a read-only
+   * caller must not do.
+   */
+  readonly changesAccessMode: boolean;
 }
 
 /** First words of statements that only read. */
@@ -157,6 +163,8 @@ function scan(text: string, placeholders: boolean): SqlText {
   let sawCode = false;
   let firstWord: string | undefined;
   let secondWord: string | undefined;
+  let previousWord: string | undefined;
+  let changesAccessMode = false;
   let stateful = false;
   let i = 0;
   while (i < text.length) {
@@ -207,6 +215,14 @@ function scan(text: string, placeholders: boolean): SqlText {
       const word = text.slice(i, j).toUpperCase();
       if (firstWord === undefined) firstWord = word;
       else secondWord ??= word;
+      if (
+        (previousWord === "READ" && word === "WRITE") ||
+        word === "TRANSACTION_READ_ONLY" ||
+        word === "TX_READ_ONLY"
+      ) {
+        changesAccessMode = true;
+      }
+      previousWord = word;
       if (statefulWords.has(word)) stateful = true;
       sawCode = true;
       i = j;
@@ -224,9 +240,19 @@ function scan(text: string, placeholders: boolean): SqlText {
   }
   const sql = (out + text.slice(copiedTo, end)).trimEnd();
   const sessionEffect = effectOf(firstWord ?? "", secondWord, stateful);
+  // Only SET and START TRANSACTION change the access mode (reading it is harmless).
+  changesAccessMode &&= firstWord === "SET" || firstWord === "START";
   const isRead = readFirstWords.has(firstWord ?? "");
   return names.length > 0
-    ? { sql, placeholderCount: names.length, names, spans, sessionEffect, isRead }
+    ? {
+        sql,
+        placeholderCount: names.length,
+        names,
+        spans,
+        sessionEffect,
+        isRead,
+        changesAccessMode,
+      }
     : {
         sql,
         placeholderCount: positional,
@@ -234,6 +260,7 @@ function scan(text: string, placeholders: boolean): SqlText {
         spans: undefined,
         sessionEffect,
         isRead,
+        changesAccessMode,
       };
 }
 

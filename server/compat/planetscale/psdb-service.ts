@@ -12,6 +12,7 @@
  */
 import { create } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { Role } from "../../../gen/psdb/data/v1/data_pb.js";
 import {
   type Database,
   type ExecuteRequest,
@@ -22,6 +23,7 @@ import type { QueryResult } from "../../../gen/vitess/query/v22/query_pb.js";
 import type { RPCError } from "../../../gen/vitess/vtrpc/v22/vtrpc_pb.js";
 import type { PlanetScaleConfig } from "../../config.js";
 import { coreFrom, type GatewayCore } from "../../services/context-values.js";
+import { type Principal, principalFrom } from "../../services/principal.js";
 import type { RawResult } from "../../sql/execute-text.js";
 import type { CallOptions } from "../../sql/sql-executor.js";
 import { parseSqlText } from "../../sql/sql-text.js";
@@ -35,15 +37,19 @@ export interface PsdbServiceOptions {
   readonly sessions: PsdbSessions;
 }
 
-function callOptions(ctx: HandlerContext): CallOptions {
+function callOptions(ctx: HandlerContext, principal: Principal): CallOptions {
   return {
     signal: ctx.signal,
     deadlineMs: ctx.timeoutMs(),
     timeoutMs: 0,
     maxRows: 0,
-    readOnly: false,
+    readOnly: principal.role === "read_only",
+    confinedTo: principal.database,
   };
 }
+
+/** PlanetScale's role for a credential's. */
+const roleOf = { read_write: Role.readwriter, read_only: Role.reader, ingest_only: Role.writer };
 
 function queryResultOf(result: RawResult): QueryResult {
   return {
@@ -73,11 +79,14 @@ export function createPsdbService(
   /** Runs one statement for a session; resolves with the response, errors included. */
   const execute = async (
     core: GatewayCore,
+    principal: Principal,
     req: ExecuteRequest,
     given: string | undefined,
     ctx: HandlerContext,
     started: number,
   ): Promise<ExecuteResponse> => {
+    const scope = core.scopeFor(principal);
+    const owner = principal.name;
     let query = req.query;
     let token = given;
     let result: QueryResult | undefined;
@@ -93,8 +102,12 @@ export function createPsdbService(
         result = queryResultOf({ columns: [], rows: [], ...noSummary });
       } else {
         const text = parseSqlText(query, "verbatim");
+        const call = callOptions(ctx, principal);
         if (token === undefined && text.sessionEffect !== "none") {
           token = await core.sessions.pin({
+            owner,
+            db: scope.db,
+            readOnly: call.readOnly,
             timeoutMs: ctx.timeoutMs() ?? core.acquireTimeoutMs,
             transactionTimeoutMs: limits.transactionTimeoutMs,
             transactionTimeoutSetting: "SQLGATE_PSDB_TRANSACTION_TIMEOUT_MS",
@@ -102,8 +115,10 @@ export function createPsdbService(
           pinnedHere = true;
         }
         const source =
-          token === undefined ? core.pool : core.sessions.source(token, { exclusive: true });
-        const raw = await core.sql.executeText(source, text.sql, callOptions(ctx), {
+          token === undefined
+            ? scope.pool
+            : core.sessions.source(token, owner, { exclusive: true });
+        const raw = await core.sql.executeText(source, text.sql, call, {
           maxRows: limits.maxRows,
           maxBytes: limits.maxResultBytes,
           timeoutMs: text.isRead ? limits.readTimeoutMs : limits.writeTimeoutMs,
@@ -127,14 +142,14 @@ export function createPsdbService(
       error = rpcErrorFrom(err);
       if (token !== undefined && pinnedHere) {
         // Nothing was held before this statement, and it failed: hold nothing.
-        await core.sessions.release(token).catch(() => {});
+        await core.sessions.release(token, owner).catch(() => {});
       }
       if (token !== undefined && !core.sessions.isOpen(token)) token = undefined;
       inTransaction = token !== undefined;
     }
     return create(ExecuteResponseSchema, {
-      session: sessions.sessionFor(token, {
-        database: core.database,
+      session: sessions.sessionFor(owner, token, {
+        database: scope.database,
         inTransaction,
         lastInsertId,
       }),
@@ -144,71 +159,81 @@ export function createPsdbService(
     });
   };
 
+  /** The session to return with nothing pinned. */
+  const freshSession = (core: GatewayCore, principal: Principal) =>
+    sessions.sessionFor(principal.name, undefined, {
+      database: core.scopeFor(principal).database,
+      inTransaction: false,
+      lastInsertId: 0n,
+    });
+
   return {
     async createSession(_req, ctx) {
       const core = coreFrom(ctx.values);
+      const principal = principalFrom(ctx.values);
       return {
-        branch: core.database,
-        user: { username: "", psid: "", role: 0 },
-        session: sessions.sessionFor(undefined, {
-          database: core.database,
-          inTransaction: false,
-          lastInsertId: 0n,
-        }),
+        branch: core.scopeFor(principal).database,
+        user: { username: principal.name, psid: "", role: roleOf[principal.role] },
+        session: freshSession(core, principal),
       };
     },
 
     async execute(req, ctx) {
       const started = performance.now();
       const core = coreFrom(ctx.values);
+      const principal = principalFrom(ctx.values);
       let token: string | undefined;
       try {
-        token = sessions.pinnedToken(req.session);
+        token = sessions.pinnedToken(req.session, principal.name);
       } catch (err) {
         return create(ExecuteResponseSchema, {
-          session: sessions.sessionFor(undefined, {
-            database: core.database,
-            inTransaction: false,
-            lastInsertId: 0n,
-          }),
+          session: freshSession(core, principal),
           error: rpcErrorFrom(err),
         });
       }
-      return execute(core, req, token, ctx, started);
+      return execute(core, principal, req, token, ctx, started);
     },
 
     async prepare(req, ctx) {
       const core = coreFrom(ctx.values);
-      const facts = { database: core.database, inTransaction: false, lastInsertId: 0n };
+      const principal = principalFrom(ctx.values);
+      const scope = core.scopeFor(principal);
       let token: string | undefined;
+      const sessionNow = () =>
+        sessions.sessionFor(principal.name, token, {
+          database: scope.database,
+          inTransaction: token !== undefined,
+          lastInsertId: 0n,
+        });
       try {
-        token = sessions.pinnedToken(req.session);
+        token = sessions.pinnedToken(req.session, principal.name);
         const source =
-          token === undefined ? core.pool : core.sessions.source(token, { exclusive: true });
-        const described = await core.sql.describe(source, req.query, callOptions(ctx));
+          token === undefined
+            ? scope.pool
+            : core.sessions.source(token, principal.name, { exclusive: true });
+        const described = await core.sql.describe(source, req.query, callOptions(ctx, principal));
         return {
-          session: sessions.sessionFor(token, { ...facts, inTransaction: token !== undefined }),
+          session: sessionNow(),
           fields: described.columns.map(vitessField),
           paramsCount: described.parameterCount,
         };
       } catch (err) {
         if (token !== undefined && !core.sessions.isOpen(token)) token = undefined;
-        return {
-          session: sessions.sessionFor(token, { ...facts, inTransaction: token !== undefined }),
-          error: rpcErrorFrom(err),
-        };
+        return { session: sessionNow(), error: rpcErrorFrom(err) };
       }
     },
 
     async closeSession(req, ctx) {
       const core = coreFrom(ctx.values);
-      const facts = { database: core.database, inTransaction: false, lastInsertId: 0n };
+      const principal = principalFrom(ctx.values);
       try {
-        const token = sessions.pinnedToken(req.session);
-        if (token !== undefined && core.sessions.isOpen(token)) await core.sessions.release(token);
-        return { session: sessions.sessionFor(undefined, facts) };
+        const token = sessions.pinnedToken(req.session, principal.name);
+        if (token !== undefined && core.sessions.isOpen(token)) {
+          await core.sessions.release(token, principal.name);
+        }
+        return { session: freshSession(core, principal) };
       } catch (err) {
-        return { session: sessions.sessionFor(undefined, facts), error: rpcErrorFrom(err) };
+        return { session: freshSession(core, principal), error: rpcErrorFrom(err) };
       }
     },
   };

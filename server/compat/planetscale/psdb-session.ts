@@ -2,10 +2,10 @@
  * PlanetScale API sessions as clients carry them: a `Session` message that
  * they echo back verbatim. Its `SessionUUID` names what the gateway holds for
  * it (a pinned session's token, or a fresh random name when nothing is
- * held), and its `signature` is an HMAC of that name with the gateway's token
- * secret, so a forged or altered session is refused before any lookup. The
- * other fields describe the session for the client; the gateway trusts none
- * of them.
+ * held), and its `signature` is an HMAC of that name and of the credential
+ * it belongs to, with the gateway's token secret, so a forged or altered
+ * session, or another credential's, is refused before any lookup. The other
+ * fields describe the session for the client; the gateway trusts none of them.
  */
 import { randomBytes } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -28,34 +28,36 @@ export interface PsdbSessions {
    * none (a new session, or one that holds nothing). Throws
    * `invalid_argument` for a session this gateway did not sign.
    */
-  pinnedToken(session: Session | undefined): string | undefined;
-  /** The session to return: naming `pinnedToken`, or a fresh unpinned one. */
-  sessionFor(pinnedToken: string | undefined, facts: SessionFacts): Session;
+  pinnedToken(session: Session | undefined, owner: string): string | undefined;
+  /** The session of `owner` to return: naming `pinnedToken`, or a fresh unpinned one. */
+  sessionFor(owner: string, pinnedToken: string | undefined, facts: SessionFacts): Session;
 }
 
 /** Pinned sessions are named by their registry token, which starts so. */
 const pinnedPrefix = "sg1.";
 
 export function createPsdbSessions(codec: TokenCodec): PsdbSessions {
+  /** What the signature covers: the credential, then the session's name. */
+  const signed = (owner: string, name: string) => `psdb\n${owner}\n${name}`;
   return {
-    pinnedToken(session) {
+    pinnedToken(session, owner) {
       const name = session?.vitessSession?.SessionUUID ?? "";
       // No session yet, or one from elsewhere (a PlanetScale session) with nothing here.
       if (name === "") return undefined;
-      if (!codec.verifyMac(name, session?.signature ?? new Uint8Array(0))) {
+      if (!codec.verifyMac(signed(owner, name), session?.signature ?? new Uint8Array(0))) {
         throw new ConnectError(
-          "invalid session: its signature does not match (forged, altered, or issued with another SQLGATE_TOKEN_SECRET); start a new session",
+          "invalid session: its signature does not match (forged, altered, another credential's, or issued with another SQLGATE_TOKEN_SECRET); start a new session",
           Code.InvalidArgument,
         );
       }
       return name.startsWith(pinnedPrefix) ? name : undefined;
     },
 
-    sessionFor(pinnedToken, facts) {
+    sessionFor(owner, pinnedToken, facts) {
       const name = pinnedToken ?? `u.${randomBytes(12).toString("base64url")}`;
       return {
         $typeName: "psdb.v1alpha1.Session",
-        signature: codec.mac(name),
+        signature: codec.mac(signed(owner, name)),
         vitessSession: {
           $typeName: "vitess.vtgate.v22.Session",
           inTransaction: facts.inTransaction,

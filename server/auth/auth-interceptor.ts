@@ -1,0 +1,74 @@
+/**
+ * Authenticates every call and says who it runs as (see services/principal.ts).
+ *
+ * Without a credential store (no SQLGATE_CREDENTIALS_FILE) every call runs as
+ * the anonymous principal; config.ts allows that on loopback only. With one,
+ * a call must present a credential (HTTP Basic or Bearer) or is answered
+ * `unauthenticated`; its role then decides which services it may call. gRPC
+ * health and server reflection answer anyone: load balancers probe health
+ * without credentials, and reflection describes only the public API.
+ */
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Health } from "../../gen/grpc/health/v1/health_pb.js";
+import { ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
+import { ServerReflection as ServerReflectionV1alpha } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { IngestService } from "../../gen/sqlgate/v1/ingest_pb.js";
+import { kPrincipal, type Principal } from "../services/principal.js";
+import { presentedCredential } from "./authorization-header.js";
+import type { CredentialStore } from "./credentials.js";
+
+const openServices = new Set([
+  Health.typeName,
+  ServerReflection.typeName,
+  ServerReflectionV1alpha.typeName,
+]);
+
+function unauthenticated(message: string): ConnectError {
+  return new ConnectError(
+    message,
+    Code.Unauthenticated,
+    new Headers({ "www-authenticate": 'Basic realm="sqlgate", charset="UTF-8"' }),
+  );
+}
+
+/** Whether `principal` may call `service` at all; throws `permission_denied` if not. */
+function checkRole(principal: Principal, service: string): void {
+  const ingest = service === IngestService.typeName;
+  if (principal.role === "ingest_only" && !ingest) {
+    throw new ConnectError(
+      `credential ${principal.name} is ingest_only: it may call sqlgate.v1.IngestService only`,
+      Code.PermissionDenied,
+    );
+  }
+  if (principal.role === "read_only" && ingest) {
+    throw new ConnectError(
+      `credential ${principal.name} is read_only: it may not ingest`,
+      Code.PermissionDenied,
+    );
+  }
+}
+
+export function createAuthInterceptor(store: CredentialStore | undefined): Interceptor {
+  return (next) => async (req) => {
+    if (store === undefined || openServices.has(req.service.typeName)) return next(req);
+    const presented = presentedCredential(req.header.get("authorization"));
+    if (presented === undefined) {
+      throw unauthenticated(
+        "this gateway needs a credential: send Authorization: Basic base64(name:password), or Bearer name.password",
+      );
+    }
+    let credential = await store.authenticate(presented.name, presented.password);
+    if (credential === undefined && presented.alternative !== undefined) {
+      credential = await store.authenticate(presented.name, presented.alternative);
+    }
+    if (credential === undefined) throw unauthenticated("unknown credential or wrong password");
+    const principal: Principal = {
+      name: credential.name,
+      database: credential.database,
+      role: credential.role,
+    };
+    checkRole(principal, req.service.typeName);
+    req.contextValues.set(kPrincipal, principal);
+    return next(req);
+  };
+}

@@ -1,0 +1,30 @@
+/**
+ * Who a call runs as: the credential that authenticated it (see auth/), or
+ * the anonymous principal of a gateway without credentials. Handlers read it
+ * from the call's context values, as they read the core.
+ */
+import { createContextKey } from "@connectrpc/connect";
+
+export const roles = ["read_write", "read_only", "ingest_only"] as const;
+export type Role = (typeof roles)[number];
+
+export interface Principal {
+  /** The credential's name; "" for the anonymous principal. */
+  readonly name: string;
+  /** The database its statements run on; undefined: the MySQL URL's. */
+  readonly database: string | undefined;
+  readonly role: Role;
+}
+
+/** Everyone, on a gateway without credentials (which listens on loopback only). */
+export const anonymous: Principal = { name: "", database: undefined, role: "read_write" };
+
+export const kPrincipal = createContextKey<Principal>(anonymous, {
+  description: "the credential a call runs as",
+});
+
+export function principalFrom(values: {
+  get<T>(key: { id: symbol; defaultValue: T }): T;
+}): Principal {
+  return values.get(kPrincipal);
+}

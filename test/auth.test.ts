@@ -1,0 +1,313 @@
+/**
+ * Credentials against the real gateway and MariaDB: HTTP Basic (percent-encoded
+ * too, as @planetscale/database sends it from a URL) and Bearer, each role's
+ * refusals, a credential's own database, sessions bound to their credential,
+ * and a reload that takes effect without dropping calls.
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { connect, DatabaseError } from "@planetscale/database";
+import type mysql from "mysql2/promise";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
+import { DatabaseService } from "../gen/sqlgate/v1/database_pb.js";
+import { IngestService } from "../gen/sqlgate/v1/ingest_pb.js";
+import { ValueSchema } from "../gen/sqlgate/v1/value_pb.js";
+import { createCredential } from "../server/auth/credential-tool.js";
+import { hashPassword } from "../server/auth/password-hash.js";
+import { ConfigError, loadConfig } from "../server/config.js";
+import { startGateway, type TestGateway } from "./support/gateway.js";
+import { createTestDatabase } from "./support/mysql.js";
+
+/** A password with every character a URL must percent-encode. */
+const awkwardPassword = "p@ss:w/rd%?#";
+
+function clients(gateway: TestGateway, authorization: string | undefined) {
+  const setHeader: Interceptor = (next) => (req) => {
+    if (authorization !== undefined) req.header.set("authorization", authorization);
+    return next(req);
+  };
+  const transport = createConnectTransport({
+    baseUrl: gateway.baseUrl,
+    httpVersion: "1.1",
+    interceptors: [setHeader],
+  });
+  return {
+    database: createClient(DatabaseService, transport),
+    ingest: createClient(IngestService, transport),
+    health: createClient(Health, transport),
+  };
+}
+
+const basic = (name: string, password: string) =>
+  `Basic ${Buffer.from(`${name}:${password}`).toString("base64")}`;
+
+async function refusal(promise: Promise<unknown>): Promise<ConnectError> {
+  try {
+    await promise;
+  } catch (err) {
+    return ConnectError.from(err);
+  }
+  assert.fail("the call succeeded");
+}
+
+describe("credentials", () => {
+  let gateway: TestGateway;
+  let admin: mysql.Connection;
+  let file: string;
+  const passwords = new Map<string, string>();
+  let otherDatabase: string;
+  let database: string;
+  const cleanups: (() => unknown)[] = [];
+  const t = { after: (fn: () => unknown) => cleanups.push(fn) };
+  after(async () => {
+    for (const fn of cleanups.reverse()) await fn();
+  });
+
+  const driver = (name: string, password = passwords.get(name) ?? "") =>
+    connect({ url: `http://${name}:${encodeURIComponent(password)}@127.0.0.1:${gateway.port}` });
+  const as = (name: string) => clients(gateway, basic(name, passwords.get(name) ?? ""));
+
+  before(async () => {
+    const db = await createTestDatabase(t);
+    admin = db.admin;
+    database = db.name;
+    otherDatabase = `${db.name}_other`;
+    await admin.query(`CREATE DATABASE ${otherDatabase}`);
+    t.after(() => admin.query(`DROP DATABASE IF EXISTS ${otherDatabase}`));
+    await admin.query("CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(20))");
+    await admin.query("INSERT INTO items VALUES (1, 'one')");
+    await admin.query(`CREATE TABLE ${otherDatabase}.secrets (id INT PRIMARY KEY)`);
+
+    const dir = mkdtempSync(path.join(os.tmpdir(), "sqlgate-auth-"));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    file = path.join(dir, "credentials.yaml");
+    for (const [name, role, database] of [
+      ["rw", "read_write", undefined],
+      ["ro", "read_only", undefined],
+      ["ing", "ingest_only", undefined],
+      ["other", "read_write", otherDatabase],
+    ] as const) {
+      passwords.set(name, await createCredential(file, { name, role, database, replace: false }));
+    }
+    writeFileSync(
+      file,
+      `${readFileSync(file, "utf8")}  - name: awkward\n    password_hash: "${await hashPassword(awkwardPassword)}"\n`,
+    );
+    passwords.set("awkward", awkwardPassword);
+    gateway = await startGateway(t, db.url, { env: { SQLGATE_CREDENTIALS_FILE: file } });
+  });
+
+  test("the file holds hashes only, and the gateway refuses calls without a credential", async () => {
+    const text = readFileSync(file, "utf8");
+    for (const password of passwords.values()) assert.ok(!text.includes(password));
+    const anonymous = clients(gateway, undefined);
+    const err = await refusal(anonymous.database.execute({ sql: "SELECT 1" }));
+    assert.equal(err.code, Code.Unauthenticated);
+    const wrong = clients(gateway, basic("rw", "guess"));
+    assert.equal(
+      (await refusal(wrong.database.execute({ sql: "SELECT 1" }))).code,
+      Code.Unauthenticated,
+    );
+    const unknown = clients(gateway, basic("nobody", "guess"));
+    assert.equal(
+      (await refusal(unknown.database.execute({ sql: "SELECT 1" }))).code,
+      Code.Unauthenticated,
+    );
+    // Load balancers probe health without credentials.
+    assert.equal((await anonymous.health.check({})).status, 1);
+  });
+
+  test("Basic and Bearer both authenticate", async () => {
+    const viaBasic = await as("rw").database.execute({ sql: "SELECT name FROM items" });
+    assert.equal(viaBasic.rows[0]?.values[0]?.kind.value, "one");
+    const bearer = clients(gateway, `Bearer rw.${passwords.get("rw")}`);
+    const viaBearer = await bearer.database.execute({ sql: "SELECT COUNT(*) FROM items" });
+    assert.equal(viaBearer.rows[0]?.values[0]?.kind.value, 1n);
+  });
+
+  test("@planetscale/database: URL credentials, percent-encoded ones, and a clear 401", async () => {
+    assert.deepEqual((await driver("rw").execute("SELECT name FROM items")).rows, [
+      { name: "one" },
+    ]);
+    // The driver sends a URL's user info without decoding it: p%40ss%3A...
+    assert.deepEqual((await driver("awkward").execute("SELECT 2 AS two")).rows, [{ two: 2 }]);
+    try {
+      await driver("rw", "wrong").execute("SELECT 1");
+      assert.fail("a wrong password was accepted");
+    } catch (err) {
+      assert.ok(err instanceof DatabaseError && err.name === "DatabaseError", String(err));
+      assert.equal(err.status, 401);
+      assert.equal(err.body.code, "UNAUTHENTICATED");
+      assert.match(err.message, /wrong password/);
+    }
+  });
+
+  test("a credential works on its own database and may not USE another", async () => {
+    const other = driver("other");
+    assert.deepEqual((await other.execute("SELECT DATABASE() AS db")).rows, [
+      { db: otherDatabase },
+    ]);
+    assert.deepEqual((await other.execute("SELECT COUNT(*) AS n FROM secrets")).rows, [{ n: "0" }]);
+    const err = await other.execute(`USE ${database}`).then(
+      () => assert.fail("USE was allowed"),
+      (e: DatabaseError) => e,
+    );
+    assert.equal(err.body.code, "PERMISSION_DENIED");
+    const viaConnect = await refusal(as("other").database.execute({ sql: `USE ${database}` }));
+    assert.equal(viaConnect.code, Code.PermissionDenied);
+    const [rw] = (await driver("rw").execute("SELECT DATABASE() AS db")).rows as { db: string }[];
+    assert.equal(rw?.db, database);
+    // Ingest writes to the URL's database, which this credential may not reach.
+    const ingest = await refusal(
+      as("other").ingest.write({ table: "secrets", columns: ["id"], rows: [] }),
+    );
+    assert.equal(ingest.code, Code.FailedPrecondition);
+  });
+
+  test("read_only: MySQL refuses its writes, and it may not make a session writable", async () => {
+    const ro = as("ro");
+    const insert = await refusal(
+      ro.database.execute({ sql: "INSERT INTO items VALUES (2, 'two')" }),
+    );
+    assert.equal(insert.code, Code.PermissionDenied);
+    const { session } = await ro.database.beginTransaction({ readOnly: false });
+    const inTx = await refusal(
+      ro.database.execute({ session, sql: "UPDATE items SET name = 'x' WHERE id = 1" }),
+    );
+    assert.equal(inTx.code, Code.PermissionDenied);
+    await ro.database.rollbackTransaction({ session }).catch(() => {});
+    for (const sql of [
+      "SET SESSION TRANSACTION READ WRITE",
+      "SET @@session.transaction_read_only = 0",
+    ]) {
+      assert.equal((await refusal(ro.database.execute({ sql }))).code, Code.PermissionDenied, sql);
+    }
+    const viaDriver = driver("ro");
+    const err = await viaDriver
+      .transaction(async (tx) => {
+        await tx.execute("DELETE FROM items");
+      })
+      .then(
+        () => assert.fail("the delete ran"),
+        (e: DatabaseError) => e,
+      );
+    assert.match(err.message, /\(errno 1792\)/);
+    const writable = await viaDriver.execute("START TRANSACTION READ WRITE").then(
+      () => assert.fail("READ WRITE was allowed"),
+      (e: DatabaseError) => e,
+    );
+    assert.equal(writable.body.code, "PERMISSION_DENIED");
+    assert.deepEqual((await viaDriver.execute("SELECT COUNT(*) AS n FROM items")).rows, [
+      { n: "1" },
+    ]);
+    assert.equal(
+      (await refusal(ro.ingest.write({ table: "items", columns: ["id"], rows: [] }))).code,
+      Code.PermissionDenied,
+    );
+    const [rows] = (await admin.query("SELECT id, name FROM items")) as unknown as [unknown[]];
+    assert.deepEqual(rows, [{ id: 1, name: "one" }]);
+  });
+
+  test("ingest_only: IngestService only", async () => {
+    const ing = as("ing");
+    const err = await refusal(ing.database.execute({ sql: "SELECT 1" }));
+    assert.equal(err.code, Code.PermissionDenied);
+    assert.match(err.message, /ingest_only/);
+    const written = await ing.ingest.write({
+      table: "items",
+      columns: ["id", "name"],
+      rows: [
+        {
+          values: [
+            create(ValueSchema, { kind: { case: "int64Value", value: 5n } }),
+            create(ValueSchema, { kind: { case: "stringValue", value: "five" } }),
+          ],
+        },
+      ],
+    });
+    assert.equal(written.rowsWritten, 1n);
+    await admin.query("DELETE FROM items WHERE id = 5");
+    const psdb = await driver("ing")
+      .execute("SELECT 1")
+      .then(
+        () => assert.fail("psdb was allowed"),
+        (e: DatabaseError) => e,
+      );
+    assert.equal(psdb.status, 403);
+    assert.equal(psdb.body.code, "PERMISSION_DENIED");
+  });
+
+  test("transactions and sessions belong to the credential that opened them", async () => {
+    const { session } = await as("rw").database.beginTransaction({});
+    const stolen = await refusal(as("other").database.execute({ session, sql: "SELECT 1" }));
+    assert.equal(stolen.code, Code.PermissionDenied);
+    const rollback = await refusal(as("other").database.rollbackTransaction({ session }));
+    assert.equal(rollback.code, Code.PermissionDenied);
+    await as("rw").database.commitTransaction({ session });
+
+    // A psdb session signed for rw does not verify for another credential.
+    const pinned = await fetch(`${gateway.baseUrl}/psdb.v1alpha1.Database/Execute`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        authorization: basic("rw", passwords.get("rw") ?? ""),
+      },
+      body: JSON.stringify({ query: "SET @mine = 1" }),
+    }).then((r) => r.json() as Promise<{ session: unknown }>);
+    const replayed = await fetch(`${gateway.baseUrl}/psdb.v1alpha1.Database/Execute`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        authorization: basic("other", passwords.get("other") ?? ""),
+      },
+      body: JSON.stringify({ query: "SELECT @mine", session: pinned.session }),
+    }).then((r) => r.json() as Promise<{ error?: { code: string } }>);
+    assert.equal(replayed.error?.code, "INVALID_ARGUMENT");
+  });
+
+  test("a reload adds and removes credentials without dropping calls in flight", async () => {
+    const slow = as("rw").database.execute({ sql: "SELECT SLEEP(1) AS s" });
+    const added = await createCredential(file, {
+      name: "late",
+      role: "read_write",
+      database: undefined,
+      replace: false,
+    });
+    const text = readFileSync(file, "utf8").replace(/ {2}- name: ro\n(?: {4}.*\n)+/, "");
+    writeFileSync(file, text);
+    assert.equal(await gateway.reloadCredentials(), passwords.size); // ro out, late in
+    passwords.set("late", added);
+    assert.equal((await slow).rows[0]?.values[0]?.kind.value, 0n);
+    assert.deepEqual((await driver("late").execute("SELECT 1 AS a")).rows, [{ a: 1 }]);
+    const removed = await refusal(as("ro").database.execute({ sql: "SELECT 1" }));
+    assert.equal(removed.code, Code.Unauthenticated);
+    // A broken file is refused and the credentials in use stay.
+    writeFileSync(file, "credentials: [ {name: x} ]");
+    await assert.rejects(gateway.reloadCredentials(), /password_hash/);
+    assert.deepEqual((await driver("late").execute("SELECT 1 AS a")).rows, [{ a: 1 }]);
+  });
+});
+
+test("without credentials the gateway may listen on loopback only, unless told otherwise", () => {
+  assert.throws(
+    () => loadConfig({ SQLGATE_LISTEN: "0.0.0.0:8080" }),
+    (err: unknown) => err instanceof ConfigError && /SQLGATE_CREDENTIALS_FILE/.test(err.message),
+  );
+  assert.equal(loadConfig({ SQLGATE_LISTEN: "127.0.0.1:8080" }).auth.credentialsFile, undefined);
+  assert.equal(
+    loadConfig({ SQLGATE_LISTEN: "0.0.0.0:8080", SQLGATE_ALLOW_INSECURE: "true" }).auth
+      .allowInsecure,
+    true,
+  );
+  assert.equal(
+    loadConfig({ SQLGATE_LISTEN: "0.0.0.0:8080", SQLGATE_CREDENTIALS_FILE: "/etc/c.yaml" }).auth
+      .credentialsFile,
+    "/etc/c.yaml",
+  );
+});
