@@ -47,6 +47,11 @@ export interface CallOptions {
   readonly readOnly: boolean;
   /** The only database the caller may use (USE is refused); undefined: any. */
   readonly confinedTo?: string | undefined;
+  /**
+   * Control statements (SET TRANSACTION) to run on the connection before the
+   * call's statements, already checked; they leave transaction state.
+   */
+  readonly prelude?: readonly string[] | undefined;
 }
 
 export interface ExecutedStatement extends StatementResult {
@@ -133,6 +138,10 @@ export function createSqlExecutor(db: Database, limits: ExecutorLimits): SqlExec
     let state = stateAfter(statements);
     try {
       if (await enterReadOnly(lease, call)) state = "reset";
+      for (const sql of call.prelude ?? []) {
+        await runControlStatement(lease.conn, sql);
+        if (state === "reuse") state = "transactionState";
+      }
       const result = await fn(lease);
       if (lease.inTransaction && endedTransaction.has(lease)) state = "transactionEnded";
       return result;

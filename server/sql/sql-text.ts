@@ -36,6 +36,8 @@ export interface SqlText {
   readonly sessionEffect: SessionEffect;
   /** A plain read (SELECT, SHOW, ...): stopping it early undoes nothing. */
   readonly isRead: boolean;
+  /** Its first keyword, upper-cased ("" for none). */
+  readonly firstWord: string;
   /**
    * The statement may make the session or a transaction writable (`READ
    * WRITE`, `transaction_read_only`, `tx_read_only`), which a read-only
@@ -251,6 +253,7 @@ function scan(text: string, placeholders: boolean): SqlText {
         spans,
         sessionEffect,
         isRead,
+        firstWord: firstWord ?? "",
         changesAccessMode,
       }
     : {
@@ -260,6 +263,7 @@ function scan(text: string, placeholders: boolean): SqlText {
         spans: undefined,
         sessionEffect,
         isRead,
+        firstWord: firstWord ?? "",
         changesAccessMode,
       };
 }

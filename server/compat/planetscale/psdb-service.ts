@@ -28,7 +28,7 @@ import type { RawResult } from "../../sql/execute-text.js";
 import type { CallOptions } from "../../sql/sql-executor.js";
 import { parseSqlText } from "../../sql/sql-text.js";
 import { interpolate } from "./bind-variables.js";
-import type { PsdbSessions } from "./psdb-session.js";
+import type { PsdbSessions, SessionRef } from "./psdb-session.js";
 import { rpcErrorFrom } from "./vitess-errors.js";
 import { vitessField } from "./vitess-fields.js";
 
@@ -81,14 +81,15 @@ export function createPsdbService(
     core: GatewayCore,
     principal: Principal,
     req: ExecuteRequest,
-    given: string | undefined,
+    given: SessionRef,
     ctx: HandlerContext,
     started: number,
   ): Promise<ExecuteResponse> => {
     const scope = core.scopeFor(principal);
     const owner = principal.name;
     let query = req.query;
-    let token = given;
+    let token = given.pinned;
+    let prelude = given.prelude;
     let result: QueryResult | undefined;
     let error: RPCError | undefined;
     let inTransaction = false;
@@ -102,8 +103,16 @@ export function createPsdbService(
         result = queryResultOf({ columns: [], rows: [], ...noSummary });
       } else {
         const text = parseSqlText(query, "verbatim");
-        const call = callOptions(ctx, principal);
-        if (token === undefined && text.sessionEffect !== "none") {
+        // A SET TRANSACTION outside a session holding a connection is kept in
+        // the session, to run before its next statement, instead of pinning
+        // a connection for it (Prisma's adapter sends one and never returns).
+        const forNextTransaction =
+          token === undefined && text.firstWord === "SET" && text.sessionEffect === "transaction";
+        const call: CallOptions = {
+          ...callOptions(ctx, principal),
+          prelude: token === undefined ? prelude : undefined,
+        };
+        if (token === undefined && text.sessionEffect !== "none" && !forNextTransaction) {
           token = await core.sessions.pin({
             owner,
             db: scope.db,
@@ -126,6 +135,8 @@ export function createPsdbService(
           maxBytesSetting: "SQLGATE_PSDB_MAX_RESULT_BYTES",
         });
         result = queryResultOf(raw);
+        // Run now (to check it), and kept for the next statement; else consumed.
+        prelude = forNextTransaction ? [...(prelude ?? []), text.sql] : undefined;
         lastInsertId = raw.lastInsertId;
         inTransaction = raw.inTransaction ?? token !== undefined;
         if (
@@ -148,11 +159,11 @@ export function createPsdbService(
       inTransaction = token !== undefined;
     }
     return create(ExecuteResponseSchema, {
-      session: sessions.sessionFor(owner, token, {
-        database: scope.database,
-        inTransaction,
-        lastInsertId,
-      }),
+      session: sessions.sessionFor(
+        owner,
+        { pinned: token, prelude: token === undefined ? prelude : undefined },
+        { database: scope.database, inTransaction, lastInsertId },
+      ),
       result,
       error,
       timing: (performance.now() - started) / 1000,
@@ -161,11 +172,15 @@ export function createPsdbService(
 
   /** The session to return with nothing pinned. */
   const freshSession = (core: GatewayCore, principal: Principal) =>
-    sessions.sessionFor(principal.name, undefined, {
-      database: core.scopeFor(principal).database,
-      inTransaction: false,
-      lastInsertId: 0n,
-    });
+    sessions.sessionFor(
+      principal.name,
+      {},
+      {
+        database: core.scopeFor(principal).database,
+        inTransaction: false,
+        lastInsertId: 0n,
+      },
+    );
 
   return {
     async createSession(_req, ctx) {
@@ -182,35 +197,35 @@ export function createPsdbService(
       const started = performance.now();
       const core = coreFrom(ctx.values);
       const principal = principalFrom(ctx.values);
-      let token: string | undefined;
+      let ref: SessionRef;
       try {
-        token = sessions.pinnedToken(req.session, principal.name);
+        ref = sessions.read(req.session, principal.name);
       } catch (err) {
         return create(ExecuteResponseSchema, {
           session: freshSession(core, principal),
           error: rpcErrorFrom(err),
         });
       }
-      return execute(core, principal, req, token, ctx, started);
+      return execute(core, principal, req, ref, ctx, started);
     },
 
     async prepare(req, ctx) {
       const core = coreFrom(ctx.values);
       const principal = principalFrom(ctx.values);
       const scope = core.scopeFor(principal);
-      let token: string | undefined;
+      let ref: SessionRef = {};
       const sessionNow = () =>
-        sessions.sessionFor(principal.name, token, {
+        sessions.sessionFor(principal.name, ref, {
           database: scope.database,
-          inTransaction: token !== undefined,
+          inTransaction: ref.pinned !== undefined,
           lastInsertId: 0n,
         });
       try {
-        token = sessions.pinnedToken(req.session, principal.name);
+        ref = sessions.read(req.session, principal.name);
         const source =
-          token === undefined
+          ref.pinned === undefined
             ? scope.pool
-            : core.sessions.source(token, principal.name, { exclusive: true });
+            : core.sessions.source(ref.pinned, principal.name, { exclusive: true });
         const described = await core.sql.describe(source, req.query, callOptions(ctx, principal));
         return {
           session: sessionNow(),
@@ -218,7 +233,7 @@ export function createPsdbService(
           paramsCount: described.parameterCount,
         };
       } catch (err) {
-        if (token !== undefined && !core.sessions.isOpen(token)) token = undefined;
+        if (ref.pinned !== undefined && !core.sessions.isOpen(ref.pinned)) ref = {};
         return { session: sessionNow(), error: rpcErrorFrom(err) };
       }
     },
@@ -227,7 +242,7 @@ export function createPsdbService(
       const core = coreFrom(ctx.values);
       const principal = principalFrom(ctx.values);
       try {
-        const token = sessions.pinnedToken(req.session, principal.name);
+        const token = sessions.read(req.session, principal.name).pinned;
         if (token !== undefined && core.sessions.isOpen(token)) {
           await core.sessions.release(token, principal.name);
         }

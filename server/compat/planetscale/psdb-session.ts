@@ -22,39 +22,61 @@ export interface SessionFacts {
   readonly lastInsertId: bigint;
 }
 
+/** What the gateway holds for a session, as its name says. */
+export interface SessionRef {
+  /** The pinned session's registry token, when it holds a connection. */
+  readonly pinned?: string | undefined;
+  /**
+   * SET TRANSACTION statements for the next transaction, when it holds no
+   * connection: they run first on whichever connection the next statement
+   * gets (Kysely sends one as its own request before BEGIN).
+   */
+  readonly prelude?: readonly string[] | undefined;
+}
+
 export interface PsdbSessions {
   /**
-   * The pinned session a request's session names, or undefined when it names
-   * none (a new session, or one that holds nothing). Throws
-   * `invalid_argument` for a session this gateway did not sign.
+   * What a request's session holds (nothing for a new session). Throws
+   * `invalid_argument` for a session this gateway did not sign for `owner`.
    */
-  pinnedToken(session: Session | undefined, owner: string): string | undefined;
-  /** The session of `owner` to return: naming `pinnedToken`, or a fresh unpinned one. */
-  sessionFor(owner: string, pinnedToken: string | undefined, facts: SessionFacts): Session;
+  read(session: Session | undefined, owner: string): SessionRef;
+  /** The session of `owner` to return, naming what `ref` holds. */
+  sessionFor(owner: string, ref: SessionRef, facts: SessionFacts): Session;
 }
 
 /** Pinned sessions are named by their registry token, which starts so. */
 const pinnedPrefix = "sg1.";
+/** Unpinned sessions: `u.<random>`, then `.<base64url JSON prelude>` if any. */
+const unpinnedPrefix = "u.";
 
 export function createPsdbSessions(codec: TokenCodec): PsdbSessions {
   /** What the signature covers: the credential, then the session's name. */
   const signed = (owner: string, name: string) => `psdb\n${owner}\n${name}`;
   return {
-    pinnedToken(session, owner) {
+    read(session, owner) {
       const name = session?.vitessSession?.SessionUUID ?? "";
       // No session yet, or one from elsewhere (a PlanetScale session) with nothing here.
-      if (name === "") return undefined;
+      if (name === "") return {};
       if (!codec.verifyMac(signed(owner, name), session?.signature ?? new Uint8Array(0))) {
         throw new ConnectError(
           "invalid session: its signature does not match (forged, altered, another credential's, or issued with another SQLGATE_TOKEN_SECRET); start a new session",
           Code.InvalidArgument,
         );
       }
-      return name.startsWith(pinnedPrefix) ? name : undefined;
+      if (name.startsWith(pinnedPrefix)) return { pinned: name };
+      const [, , prelude] = name.split(".");
+      if (!name.startsWith(unpinnedPrefix) || prelude === undefined) return {};
+      return {
+        prelude: JSON.parse(Buffer.from(prelude, "base64url").toString("utf8")) as string[],
+      };
     },
 
-    sessionFor(owner, pinnedToken, facts) {
-      const name = pinnedToken ?? `u.${randomBytes(12).toString("base64url")}`;
+    sessionFor(owner, ref, facts) {
+      const pinnedToken = ref.pinned;
+      let name = pinnedToken ?? `${unpinnedPrefix}${randomBytes(12).toString("base64url")}`;
+      if (pinnedToken === undefined && ref.prelude !== undefined && ref.prelude.length > 0) {
+        name += `.${Buffer.from(JSON.stringify(ref.prelude)).toString("base64url")}`;
+      }
       return {
         $typeName: "psdb.v1alpha1.Session",
         signature: codec.mac(signed(owner, name)),
