@@ -13,7 +13,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { createWriteStream, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
@@ -352,4 +352,48 @@ test("--help, <command> --help and --version", async () => {
   const unknown = await cli(["frobnicate"]);
   assert.equal(unknown.code, 2);
   assert.match(unknown.stderr, /unknown command frobnicate/);
+});
+
+test("credential create prints a password once; query authenticates with it from the URL or SQLGATE_TOKEN", async (t) => {
+  const db = await createTestDatabase(t);
+  const file = path.join(tempDir(t), "credentials.yaml");
+  const created = await cli([
+    "credential",
+    "create",
+    "--file",
+    file,
+    "--name",
+    "cli",
+    "--role",
+    "read_only",
+  ]);
+  assert.equal(created.code, 0, created.stderr);
+  const password = /^ {2}(\S+)$/m.exec(created.stdout)?.[1] ?? "";
+  assert.ok(password.length >= 24, created.stdout);
+  assert.ok(!readFileSync(file, "utf8").includes(password), "the file keeps only a hash");
+  const again = await cli(["credential", "create", "--file", file, "--name", "cli"]);
+  assert.equal(again.code, 1);
+  assert.match(again.stderr, /exists already/);
+  const listed = await cli(["credential", "list", "--file", file]);
+  assert.match(listed.stdout, /^cli\tread_only\t/m);
+
+  const gateway = await startGateway(t, db.url, { env: { SQLGATE_CREDENTIALS_FILE: file } });
+  const host = gateway.baseUrl.replace("http://", "");
+  const refused = await cli(["query", "SELECT 1", "--url", gateway.baseUrl]);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /unauthenticated/);
+  const viaUrl = await cli([
+    "query",
+    "SELECT 7 AS n",
+    "--json",
+    "--url",
+    `http://cli:${encodeURIComponent(password)}@${host}`,
+  ]);
+  assert.equal(viaUrl.code, 0, viaUrl.stderr);
+  assert.equal(viaUrl.stdout.trim(), '{"n":7}');
+  const viaToken = await cli(["query", "SELECT 8 AS n", "--json", "--url", gateway.baseUrl], {
+    SQLGATE_TOKEN: `cli.${password}`,
+  });
+  assert.equal(viaToken.code, 0, viaToken.stderr);
+  assert.equal(viaToken.stdout.trim(), '{"n":8}');
 });

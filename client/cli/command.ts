@@ -24,3 +24,20 @@ export interface Command {
    */
   run(argv: string[], io: CliIo): Promise<number>;
 }
+
+/**
+ * Client options for a `--url`: credentials in its user info
+ * (`http://name:password@host`, percent-encoded) become Basic credentials,
+ * and SQLGATE_TOKEN, if set, a Bearer token; the URL is passed on without them.
+ */
+export function clientOptionsFor(url: string, env: NodeJS.ProcessEnv = process.env) {
+  const parsed = new URL(url);
+  const username = decodeURIComponent(parsed.username);
+  const password = decodeURIComponent(parsed.password);
+  parsed.username = "";
+  parsed.password = "";
+  const plain = parsed.toString().replace(/\/$/, "");
+  if (username !== "") return { url: plain, username, password };
+  if (env.SQLGATE_TOKEN) return { url: plain, token: env.SQLGATE_TOKEN };
+  return { url: plain };
+}

@@ -14,7 +14,7 @@ import {
   type WriteDurability,
   type WriteOnConflict,
 } from "../src/index.js";
-import type { Command } from "./command.js";
+import { type Command, clientOptionsFor } from "./command.js";
 import { messageFromError, UsageError } from "./errors.js";
 import { createProgress } from "./progress.js";
 import { readCsv, readNdjson, type SourceRecord } from "./row-sources.js";
@@ -110,7 +110,7 @@ export const importCommand: Command = {
     // A missing or unreadable file fails here, before anything is sent.
     const totalBytes = statSync(file).size;
 
-    const client = createClient({ url: values.url });
+    const client = createClient(clientOptionsFor(values.url));
     const progress = createProgress({
       totalBytes,
       stream: io.stderr,

@@ -6,7 +6,7 @@ import { parseArgs } from "node:util";
 import Table from "cli-table3";
 import { ColumnType, type Field } from "../../gen/sqlgate/v1/value_pb.js";
 import { createClient } from "../src/index.js";
-import type { CliIo, Command } from "./command.js";
+import { type CliIo, type Command, clientOptionsFor } from "./command.js";
 import { messageFromError, UsageError } from "./errors.js";
 import { executeSql, type SqlResult } from "./sql.js";
 import { jsonFromValue, textFromValue, valueFromParam } from "./value-text.js";
@@ -67,7 +67,7 @@ export const queryCommand: Command = {
       );
     }
     const params = (values.param ?? []).map(valueFromParam);
-    const client = createClient({ url: values.url });
+    const client = createClient(clientOptionsFor(values.url));
     try {
       const startedAt = performance.now();
       const result = await executeSql(client, sql, params);

@@ -3,8 +3,9 @@
  * `username` and `password` (Basic, RFC 7617), sent as a standard
  * `authorization` header by an interceptor that runs before the caller's.
  *
- * The gateway itself does not check them yet; a front proxy (or a later
- * gateway) does. Imports no `node:` module: the fetch entry uses it too.
+ * The gateway checks them against its credentials file (a Bearer token is
+ * `name.password`, as `sqlgate credential create` prints it). Imports no
+ * `node:` module: the fetch entry uses it too.
  */
 import type { Interceptor } from "@connectrpc/connect";
 
