@@ -1,7 +1,9 @@
 /**
  * Point-query benchmark: primary-key lookups through the gateway (Connect
- * binary over h2c, the gateway in its own process) against direct mysql2 with
- * the same pool size, in one run on one private MariaDB, alternating the two.
+ * binary over h2c, and PlanetScale's API through the real
+ * @planetscale/database driver over Node's fetch; the gateway in its own
+ * process) against direct mysql2 with the same pool size, in one run on one
+ * private MariaDB, alternating the paths.
  *
  *   npm run bench                          # 3 runs of 5 s per configuration
  *   BENCH_SECONDS=2 BENCH_RUNS=1 npm run bench
@@ -13,6 +15,7 @@
  * "--cpu-prof --cpu-prof-dir=/tmp/prof"). Prints a markdown table and writes it
  * to bench/out/point-query.md.
  */
+import { Client as PlanetScaleClient } from "@planetscale/database";
 import mysql from "mysql2/promise";
 import { startGatewayProcess } from "./support/gateway-process.js";
 import {
@@ -91,6 +94,10 @@ async function main(): Promise<void> {
   });
   onCleanup(() => gateway.stop());
   const client = gatewayClient(gateway.baseUrl);
+  // A Client makes a new connection (session) per call, as serverless code does.
+  const planetscale = new PlanetScaleClient({
+    url: gateway.baseUrl.replace("http://", "http://bench:bench@"),
+  });
 
   const targets: Target[] = [
     { name: "direct mysql2", op: () => direct.execute(sql, [randomId()]) },
@@ -102,6 +109,10 @@ async function main(): Promise<void> {
           typedParams: [{ kind: { case: "int64Value", value: BigInt(randomId()) } }],
         }),
     },
+    {
+      name: "PlanetScale API, @planetscale/database (fetch, HTTP/1.1)",
+      op: () => planetscale.execute(sql, [randomId()]),
+    },
   ];
 
   // Both paths must return the same row before anything is timed.
@@ -111,9 +122,11 @@ async function main(): Promise<void> {
     typedParams: [{ kind: { case: "int64Value", value: 42n } }],
   });
   const gatewayName = viaGateway.rows[0]?.values[1]?.kind.value;
-  if (check[0]?.name !== "item 42" || gatewayName !== "item 42") {
+  const viaPlanetScale = await planetscale.execute(sql, [42]);
+  const planetscaleName = (viaPlanetScale.rows[0] as { name?: string } | undefined)?.name;
+  if (check[0]?.name !== "item 42" || gatewayName !== "item 42" || planetscaleName !== "item 42") {
     throw new Error(
-      `sanity check failed: direct ${check[0]?.name}, gateway ${String(gatewayName)}`,
+      `sanity check failed: direct ${check[0]?.name}, gateway ${String(gatewayName)}, PlanetScale API ${String(planetscaleName)}`,
     );
   }
 
@@ -161,15 +174,15 @@ async function main(): Promise<void> {
     }
   }
 
-  const [directTarget, gatewayTarget] = targets as [Target, Target];
-  writeReport("point-query.md", report(samples, key, directTarget, gatewayTarget, serverVersion));
+  const [directTarget, ...gatewayTargets] = targets as [Target, ...Target[]];
+  writeReport("point-query.md", report(samples, key, directTarget, gatewayTargets, serverVersion));
 }
 
 function report(
   samples: Map<string, Sample[]>,
   key: (target: Target, callers: number) => string,
   directTarget: Target,
-  gatewayTarget: Target,
+  gatewayTargets: readonly Target[],
   serverVersion: string,
 ): string {
   const rate = (n: number) => Math.round(n).toLocaleString("en-US");
@@ -189,10 +202,10 @@ function report(
     "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
   ];
   for (const callers of callersList) {
-    for (const target of [directTarget, gatewayTarget]) {
+    for (const target of [directTarget, ...gatewayTargets]) {
       const list = of(target, callers);
       const rates = list.map((s) => s.rate);
-      const isGateway = target === gatewayTarget;
+      const isGateway = target !== directTarget;
       lines.push(
         `| ${target.name} | ${callers} | ${rate(median(rates))} | ` +
           `${rate(Math.min(...rates))}-${rate(Math.max(...rates))} | ` +
@@ -205,33 +218,37 @@ function report(
   }
   lines.push(
     "",
-    "| callers | gateway/direct q/s (median of pairs) | pair range | added p50 (gateway - direct) | goal |",
-    "|---:|---:|---:|---:|---|",
+    "| path | callers | path/direct q/s (median of pairs) | pair range | added p50 (path - direct) | goal |",
+    "|---|---:|---:|---:|---:|---|",
   );
-  for (const callers of callersList) {
-    const directs = of(directTarget, callers);
-    const gateways = of(gatewayTarget, callers);
-    const ratios = gateways.map((g, i) => g.rate / (directs[i]?.rate ?? Number.NaN));
-    const added = med(gateways, (s) => s.p50) - med(directs, (s) => s.p50);
-    const goal =
-      callers === 64
-        ? `ratio >= 0.5: ${median(ratios) >= 0.5 ? "met" : "not met"}`
-        : callers === 1
-          ? `added p50 < 0.2 ms: ${added < 0.2 ? "met" : "not met"}`
-          : "";
-    lines.push(
-      `| ${callers} | ${median(ratios).toFixed(3)} | ` +
-        `${Math.min(...ratios).toFixed(3)}-${Math.max(...ratios).toFixed(3)} | ` +
-        `${added >= 0 ? "+" : ""}${ms(added)} ms | ${goal} |`,
-    );
-  }
+  for (const gatewayTarget of gatewayTargets)
+    for (const callers of callersList) {
+      const directs = of(directTarget, callers);
+      const gateways = of(gatewayTarget, callers);
+      const ratios = gateways.map((g, i) => g.rate / (directs[i]?.rate ?? Number.NaN));
+      const added = med(gateways, (s) => s.p50) - med(directs, (s) => s.p50);
+      const goal =
+        callers === 64
+          ? `ratio >= 0.5: ${median(ratios) >= 0.5 ? "met" : "not met"}`
+          : callers === 1
+            ? `added p50 < 0.2 ms: ${added < 0.2 ? "met" : "not met"}`
+            : "";
+      lines.push(
+        `| ${gatewayTarget.name} | ${callers} | ${median(ratios).toFixed(3)} | ` +
+          `${Math.min(...ratios).toFixed(3)}-${Math.max(...ratios).toFixed(3)} | ` +
+          `${added >= 0 ? "+" : ""}${ms(added)} ms | ${goal} |`,
+      );
+    }
   lines.push(
     "",
-    "Gateway CPU per call (its process's utime+stime from /proc, steadier than the ratios): " +
-      callersList
-        .map((c) => `${us(med(of(gatewayTarget, c), (s) => s.gatewayCpu))} us at ${c} caller(s)`)
-        .join(", ") +
-      ".",
+    ...gatewayTargets.map(
+      (gatewayTarget) =>
+        `Gateway CPU per call, ${gatewayTarget.name} (its process's utime+stime from /proc, steadier than the ratios): ` +
+        callersList
+          .map((c) => `${us(med(of(gatewayTarget, c), (s) => s.gatewayCpu))} us at ${c} caller(s)`)
+          .join(", ") +
+        ".",
+    ),
     "",
   );
   return lines.join("\n");
