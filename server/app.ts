@@ -16,6 +16,7 @@ import type { Logger } from "./observability/logger.js";
 import { createMetrics } from "./observability/metrics.js";
 import { routes } from "./routes.js";
 import { createCoreInjector, type GatewayCore } from "./services/context-values.js";
+import type { PrincipalLimits } from "./services/principal.js";
 import { createOnePortServer, type RequestHandler } from "./transport/one-port.js";
 import { psdbHttp } from "./transport/psdb-http.js";
 
@@ -26,6 +27,8 @@ export interface AppOptions {
   readonly db: Database;
   /** The credentials calls must present; undefined: none needed (loopback only). */
   readonly credentials: CredentialStore | undefined;
+  /** Each credential's limits unless it sets its own. */
+  readonly credentialLimits: PrincipalLimits;
   readonly limits: LimitsConfig;
   readonly logger: Logger;
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer } | undefined;
@@ -55,7 +58,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
   });
 
   const interceptors = [
-    createAuthInterceptor(options.credentials),
+    createAuthInterceptor(options.credentials, options.credentialLimits),
     createCoreInjector(options.core),
   ];
   await app.register(fastifyConnectPlugin, {

@@ -8,6 +8,8 @@
  * README's configuration table is checked against this list by a test.
  */
 
+import type { PrincipalLimits } from "./services/principal.js";
+
 export interface ListenAddress {
   readonly host: string;
   readonly port: number;
@@ -69,6 +71,8 @@ export interface AuthConfig {
   readonly credentialsFile: string | undefined;
   /** Serve a non-loopback address without credentials (SQLGATE_ALLOW_INSECURE). */
   readonly allowInsecure: boolean;
+  /** Each credential's limits unless its entry sets its own. */
+  readonly credentialLimits: PrincipalLimits;
 }
 
 export interface TlsConfig {
@@ -266,6 +270,24 @@ export const settings: readonly Setting[] = [
       "YAML or JSON file of named credentials (see Security); every call must then authenticate with HTTP Basic or a Bearer token. Re-read on SIGHUP.",
   },
   {
+    name: "SQLGATE_CREDENTIAL_MAX_CALLS",
+    defaultValue: "512",
+    description:
+      "Calls one credential may have in progress at once (a stream counts while it lasts); past it `resource_exhausted`. 0: no limit. A credential's `max_calls` overrides it.",
+  },
+  {
+    name: "SQLGATE_CREDENTIAL_MAX_TRANSACTIONS",
+    defaultValue: "64",
+    description:
+      "Transactions and pinned PlanetScale sessions one credential may hold open at once; past it `resource_exhausted`. 0: only SQLGATE_MAX_TRANSACTIONS. A credential's `max_transactions` overrides it.",
+  },
+  {
+    name: "SQLGATE_CREDENTIAL_CALLS_PER_SECOND",
+    defaultValue: "0",
+    description:
+      "Calls one credential may start per second, bursts up to one second's worth; past it `resource_exhausted`. 0: no limit. A credential's `calls_per_second` overrides it.",
+  },
+  {
     name: "SQLGATE_ALLOW_INSECURE",
     defaultValue: "false",
     description:
@@ -431,6 +453,11 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     auth: {
       credentialsFile: env.SQLGATE_CREDENTIALS_FILE || undefined,
       allowInsecure: bool("SQLGATE_ALLOW_INSECURE"),
+      credentialLimits: {
+        maxCalls: int("SQLGATE_CREDENTIAL_MAX_CALLS", 0),
+        maxTransactions: int("SQLGATE_CREDENTIAL_MAX_TRANSACTIONS", 0),
+        callsPerSecond: int("SQLGATE_CREDENTIAL_CALLS_PER_SECOND", 0),
+      },
     },
     planetscale: {
       maxRows: int("SQLGATE_PSDB_MAX_ROWS", 1),

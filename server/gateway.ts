@@ -116,6 +116,7 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
     }),
     db,
     credentials,
+    credentialLimits: config.auth.credentialLimits,
     limits: config.limits,
     logger: options.logger,
     tls: options.tls,

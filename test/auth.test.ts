@@ -17,7 +17,7 @@ import type mysql from "mysql2/promise";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { DatabaseService } from "../gen/sqlgate/v1/database_pb.js";
 import { IngestService } from "../gen/sqlgate/v1/ingest_pb.js";
-import { ValueSchema } from "../gen/sqlgate/v1/value_pb.js";
+import { LimitExceededSchema, ValueSchema } from "../gen/sqlgate/v1/value_pb.js";
 import { createCredential } from "../server/auth/credential-tool.js";
 import { hashPassword } from "../server/auth/password-hash.js";
 import { ConfigError, loadConfig } from "../server/config.js";
@@ -95,11 +95,17 @@ describe("credentials", () => {
     ] as const) {
       passwords.set(name, await createCredential(file, { name, role, database, replace: false }));
     }
-    writeFileSync(
-      file,
-      `${readFileSync(file, "utf8")}  - name: awkward\n    password_hash: "${await hashPassword(awkwardPassword)}"\n`,
-    );
+    let extra = `  - name: awkward\n    password_hash: "${await hashPassword(awkwardPassword)}"\n`;
     passwords.set("awkward", awkwardPassword);
+    for (const [name, limit] of [
+      ["busy", "max_calls: 2"],
+      ["tx1", "max_transactions: 1"],
+      ["slow", "calls_per_second: 3"],
+    ] as const) {
+      passwords.set(name, `${name}-password`);
+      extra += `  - name: ${name}\n    password_hash: "${await hashPassword(`${name}-password`)}"\n    ${limit}\n`;
+    }
+    writeFileSync(file, readFileSync(file, "utf8") + extra);
     gateway = await startGateway(t, db.url, { env: { SQLGATE_CREDENTIALS_FILE: file } });
   });
 
@@ -269,6 +275,45 @@ describe("credentials", () => {
       body: JSON.stringify({ query: "SELECT @mine", session: pinned.session }),
     }).then((r) => r.json() as Promise<{ error?: { code: string } }>);
     assert.equal(replayed.error?.code, "INVALID_ARGUMENT");
+  });
+
+  test("per-credential limits: calls in progress, open transactions, calls per second", async () => {
+    const limitOf = (err: ConnectError) =>
+      err.findDetails(LimitExceededSchema)[0]?.setting ?? "(no LimitExceeded detail)";
+    const busy = as("busy").database;
+    const calls = await Promise.allSettled(
+      [1, 2, 3].map(() => busy.execute({ sql: "SELECT SLEEP(0.5)" })),
+    );
+    const refused = calls.flatMap((c) =>
+      c.status === "rejected" ? [ConnectError.from(c.reason)] : [],
+    );
+    assert.equal(refused.length, 1);
+    assert.equal(refused[0]?.code, Code.ResourceExhausted);
+    assert.equal(limitOf(refused[0] as ConnectError), "SQLGATE_CREDENTIAL_MAX_CALLS");
+    await busy.execute({ sql: "SELECT 1" }); // the slots came back
+
+    const tx1 = as("tx1").database;
+    const first = await tx1.beginTransaction({});
+    const second = await refusal(tx1.beginTransaction({}));
+    assert.equal(limitOf(second), "SQLGATE_CREDENTIAL_MAX_TRANSACTIONS");
+    // Other credentials are not held back by it.
+    const other = await as("rw").database.beginTransaction({});
+    await as("rw").database.rollbackTransaction({ session: other.session });
+    await tx1.commitTransaction({ session: first.session });
+    const again = await tx1.beginTransaction({});
+    await tx1.rollbackTransaction({ session: again.session });
+
+    const slow = as("slow").database;
+    const burst = await Promise.allSettled(
+      Array.from({ length: 6 }, () => slow.execute({ sql: "SELECT 1" })),
+    );
+    const limited = burst.flatMap((c) =>
+      c.status === "rejected" ? [ConnectError.from(c.reason)] : [],
+    );
+    assert.ok(limited.length >= 2, `${limited.length} of 6 refused`);
+    assert.equal(limitOf(limited[0] as ConnectError), "SQLGATE_CREDENTIAL_CALLS_PER_SECOND");
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    await slow.execute({ sql: "SELECT 1" });
   });
 
   test("a reload adds and removes credentials without dropping calls in flight", async () => {

@@ -13,8 +13,9 @@ import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionV1alpha } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { IngestService } from "../../gen/sqlgate/v1/ingest_pb.js";
-import { kPrincipal, type Principal } from "../services/principal.js";
+import { kPrincipal, type Principal, type PrincipalLimits } from "../services/principal.js";
 import { presentedCredential } from "./authorization-header.js";
+import { createCallLimiter } from "./call-limiter.js";
 import type { CredentialStore } from "./credentials.js";
 
 const openServices = new Set([
@@ -48,7 +49,20 @@ function checkRole(principal: Principal, service: string): void {
   }
 }
 
-export function createAuthInterceptor(store: CredentialStore | undefined): Interceptor {
+/** `messages`, then `release()` once they end, fail or are abandoned. */
+async function* releasingAfter<T>(messages: AsyncIterable<T>, release: () => void) {
+  try {
+    yield* messages;
+  } finally {
+    release();
+  }
+}
+
+export function createAuthInterceptor(
+  store: CredentialStore | undefined,
+  defaults: PrincipalLimits,
+): Interceptor {
+  const limiter = createCallLimiter();
   return (next) => async (req) => {
     if (store === undefined || openServices.has(req.service.typeName)) return next(req);
     const presented = presentedCredential(req.header.get("authorization"));
@@ -66,9 +80,22 @@ export function createAuthInterceptor(store: CredentialStore | undefined): Inter
       name: credential.name,
       database: credential.database,
       role: credential.role,
+      limits: { ...defaults, ...credential.limits },
     };
     checkRole(principal, req.service.typeName);
     req.contextValues.set(kPrincipal, principal);
-    return next(req);
+    const release = limiter.enter(principal);
+    try {
+      const res = await next(req);
+      if (!res.stream) {
+        release();
+        return res;
+      }
+      // A server stream holds its slot for as long as it lasts.
+      return { ...res, message: releasingAfter(res.message, release) };
+    } catch (err) {
+      release();
+      throw err;
+    }
   };
 }

@@ -7,6 +7,9 @@
  *       password_hash: $scrypt$... # from `sqlgate credential create`
  *       database: shop             # optional: the MySQL URL's database
  *       role: read_write           # read_write | read_only | ingest_only
+ *       max_calls: 100             # optional limits, else the SQLGATE_CREDENTIAL_* defaults
+ *       max_transactions: 10
+ *       calls_per_second: 500
  *
  * The store verifies a password once with scrypt (tens of milliseconds) and
  * then remembers an HMAC of it under a per-process key, so later calls with
@@ -16,7 +19,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { parse } from "yaml";
-import { type Role, roles } from "../services/principal.js";
+import { type PrincipalLimits, type Role, roles } from "../services/principal.js";
 import { isPasswordHash, verifyPassword } from "./password-hash.js";
 
 export interface Credential {
@@ -25,6 +28,8 @@ export interface Credential {
   /** The database its statements run on; undefined: the MySQL URL's. */
   readonly database: string | undefined;
   readonly role: Role;
+  /** Its own limits; undefined fields take the gateway's defaults. */
+  readonly limits: Partial<PrincipalLimits>;
 }
 
 export const credentialNamePattern = /^[A-Za-z0-9_-]{1,64}$/;
@@ -71,7 +76,21 @@ export function parseCredentials(text: string): Credential[] {
     }
     const role = String(e.role ?? "read_write") as Role;
     if (!roles.includes(role)) problems.push(`${where}.role: expected one of ${roles.join(", ")}`);
-    return problems.length === before ? [{ name, passwordHash, database, role }] : [];
+    const limits: { -readonly [K in keyof PrincipalLimits]?: number } = {};
+    for (const [field, key] of [
+      ["max_calls", "maxCalls"],
+      ["max_transactions", "maxTransactions"],
+      ["calls_per_second", "callsPerSecond"],
+    ] as const) {
+      if (e[field] === undefined) continue;
+      const value = Number(e[field]);
+      if (!Number.isSafeInteger(value) || value < 0) {
+        problems.push(`${where}.${field}: expected a whole number (0: no limit)`);
+      } else {
+        limits[key] = value;
+      }
+    }
+    return problems.length === before ? [{ name, passwordHash, database, role, limits }] : [];
   });
   if (problems.length > 0) throw new CredentialsFileError(problems);
   return credentials;

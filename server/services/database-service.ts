@@ -149,6 +149,7 @@ export const databaseService: ServiceImpl<typeof DatabaseService> = {
       readOnly: req.readOnly || principal.role === "read_only",
       timeoutMs: waitMs(core, ctx),
       owner: principal.name,
+      ownerLimit: principal.limits.maxTransactions,
       db: core.scopeFor(principal).db,
     });
     return { session: token, idleTimeoutMs };

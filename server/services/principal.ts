@@ -8,16 +8,34 @@ import { createContextKey } from "@connectrpc/connect";
 export const roles = ["read_write", "read_only", "ingest_only"] as const;
 export type Role = (typeof roles)[number];
 
+/** What one credential may use at once; 0 means no limit of its own. */
+export interface PrincipalLimits {
+  /** Calls in progress at once (streams count for as long as they last). */
+  readonly maxCalls: number;
+  /** Transactions and pinned sessions open at once. */
+  readonly maxTransactions: number;
+  /** Calls started per second, on average (bursts up to one second's worth). */
+  readonly callsPerSecond: number;
+}
+
 export interface Principal {
   /** The credential's name; "" for the anonymous principal. */
   readonly name: string;
   /** The database its statements run on; undefined: the MySQL URL's. */
   readonly database: string | undefined;
   readonly role: Role;
+  readonly limits: PrincipalLimits;
 }
 
+export const noLimits: PrincipalLimits = { maxCalls: 0, maxTransactions: 0, callsPerSecond: 0 };
+
 /** Everyone, on a gateway without credentials (which listens on loopback only). */
-export const anonymous: Principal = { name: "", database: undefined, role: "read_write" };
+export const anonymous: Principal = {
+  name: "",
+  database: undefined,
+  role: "read_write",
+  limits: noLimits,
+};
 
 export const kPrincipal = createContextKey<Principal>(anonymous, {
   description: "the credential a call runs as",

@@ -49,6 +49,8 @@ export type IsolationLevel =
 export interface SessionOwner {
   /** The credential's name ("" without credentials); only it may use the session. */
   readonly owner: string;
+  /** Sessions the owner may hold open at once; 0: only the registry's limit. */
+  readonly ownerLimit: number;
   /** The pools of the owner's database. */
   readonly db: Pick<Database, "acquireForTransaction">;
 }
@@ -146,6 +148,13 @@ const endedMemory = 10_000;
 
 export function createSessionRegistry(options: SessionRegistryOptions): SessionRegistry {
   const sessions = new Map<string, Session>();
+  /** Open sessions (and those being opened) per owner. */
+  const openByOwner = new Map<string, number>();
+  const disown = (owner: string) => {
+    const left = (openByOwner.get(owner) ?? 1) - 1;
+    if (left > 0) openByOwner.set(owner, left);
+    else openByOwner.delete(owner);
+  };
   /** How ended sessions ended, and the code that later calls on them get. */
   const endings = new Map<string, { how: string; code: Code }>();
   let beginning = 0;
@@ -170,6 +179,7 @@ export function createSessionRegistry(options: SessionRegistryOptions): SessionR
     if (session.ended) return;
     session.ended = true;
     sessions.delete(session.id);
+    disown(session.owner);
     remember(session.id, `${what(session)} has ended: ${how}`, code);
     clearTimeout(session.idleTimer);
     clearTimeout(session.lifetimeTimer);
@@ -313,7 +323,19 @@ export function createSessionRegistry(options: SessionRegistryOptions): SessionR
   };
 
   /** A connection for a new session, within the limit on open sessions. */
-  const acquire = async (db: SessionOwner["db"], timeoutMs: number): Promise<PoolConnection> => {
+  const acquire = async (
+    { db, owner, ownerLimit }: SessionOwner,
+    timeoutMs: number,
+  ): Promise<PoolConnection> => {
+    const owned = openByOwner.get(owner) ?? 0;
+    if (ownerLimit > 0 && owned >= ownerLimit) {
+      throw limitExceeded(
+        `credential ${owner} has ${ownerLimit} transactions and sessions open already`,
+        "SQLGATE_CREDENTIAL_MAX_TRANSACTIONS",
+        ownerLimit,
+        "commit or roll back its open transactions, or raise the credential's max_transactions",
+      );
+    }
     if (sessions.size + beginning >= options.maxOpen) {
       throw limitExceeded(
         `${options.maxOpen} transactions and sessions are open already (SQLGATE_MAX_TRANSACTIONS)`,
@@ -323,8 +345,12 @@ export function createSessionRegistry(options: SessionRegistryOptions): SessionR
       );
     }
     beginning++;
+    openByOwner.set(owner, owned + 1);
     try {
       return await db.acquireForTransaction(timeoutMs);
+    } catch (err) {
+      disown(owner);
+      throw err;
     } finally {
       beginning--;
     }
@@ -404,8 +430,8 @@ export function createSessionRegistry(options: SessionRegistryOptions): SessionR
   };
 
   return {
-    async begin({ isolation, readOnly, timeoutMs, owner, db }) {
-      const conn = await acquire(db, timeoutMs);
+    async begin({ isolation, readOnly, timeoutMs, ...owner }) {
+      const conn = await acquire(owner, timeoutMs);
       try {
         if (isolation !== undefined) {
           await runControlStatement(conn, `SET TRANSACTION ISOLATION LEVEL ${isolation}`);
@@ -416,18 +442,23 @@ export function createSessionRegistry(options: SessionRegistryOptions): SessionR
         );
       } catch (err) {
         conn.destroy();
+        disown(owner.owner);
         throw err;
       }
-      return { token: open("transaction", owner, conn), idleTimeoutMs: options.idleTimeoutMs };
+      return {
+        token: open("transaction", owner.owner, conn),
+        idleTimeoutMs: options.idleTimeoutMs,
+      };
     },
 
-    async pin({ timeoutMs, owner, db, readOnly, ...transactionLimit }) {
-      const conn = await acquire(db, timeoutMs);
+    async pin({ timeoutMs, owner, db, ownerLimit, readOnly, ...transactionLimit }) {
+      const conn = await acquire({ owner, db, ownerLimit }, timeoutMs);
       if (readOnly) {
         try {
           await runControlStatement(conn, "SET SESSION TRANSACTION READ ONLY");
         } catch (err) {
           conn.destroy();
+          disown(owner);
           throw err;
         }
       }

@@ -115,6 +115,7 @@ export function createPsdbService(
         if (token === undefined && text.sessionEffect !== "none" && !forNextTransaction) {
           token = await core.sessions.pin({
             owner,
+            ownerLimit: principal.limits.maxTransactions,
             db: scope.db,
             readOnly: call.readOnly,
             timeoutMs: ctx.timeoutMs() ?? core.acquireTimeoutMs,
