@@ -4,7 +4,7 @@
  * listens, so tests can build several apps in one process.
  */
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
-import type { ServiceImpl } from "@connectrpc/connect";
+import { createContextValues, type ServiceImpl } from "@connectrpc/connect";
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import { type FastifyInstance, fastify, LogController } from "fastify";
 import { Database as PsdbDatabase } from "../gen/psdb/v1alpha1/database_pb.js";
@@ -16,8 +16,13 @@ import type { Logger } from "./observability/logger.js";
 import { createMetrics } from "./observability/metrics.js";
 import { routes } from "./routes.js";
 import { createCoreInjector, type GatewayCore } from "./services/context-values.js";
-import type { PrincipalLimits } from "./services/principal.js";
-import { createOnePortServer, type RequestHandler } from "./transport/one-port.js";
+import { kClientCertificateName, type PrincipalLimits } from "./services/principal.js";
+import {
+  clientCertificateName,
+  createOnePortServer,
+  type RequestHandler,
+  type TlsOptions,
+} from "./transport/one-port.js";
 import { psdbHttp } from "./transport/psdb-http.js";
 
 export interface AppOptions {
@@ -31,7 +36,7 @@ export interface AppOptions {
   readonly credentialLimits: PrincipalLimits;
   readonly limits: LimitsConfig;
   readonly logger: Logger;
-  readonly tls?: { readonly cert: Buffer; readonly key: Buffer } | undefined;
+  readonly tls?: TlsOptions | undefined;
   /** HTTP/2 streams per connection (default 10,000). */
   readonly maxConcurrentStreams?: number;
 }
@@ -57,6 +62,9 @@ export async function buildApp(options: AppOptions): Promise<App> {
       }) as unknown as Server,
   });
 
+  // The verified client certificate (mTLS) reaches authentication as a context value.
+  const contextValues = (req: { raw: { socket: unknown } }) =>
+    createContextValues().set(kClientCertificateName, clientCertificateName(req.raw));
   const interceptors = [
     createAuthInterceptor(options.credentials, options.credentialLimits),
     createCoreInjector(options.core),
@@ -64,6 +72,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
   await app.register(fastifyConnectPlugin, {
     routes,
     interceptors,
+    contextValues,
     // Connect's defaults are ~4 GiB and no deadline cap; fastify's bodyLimit
     // does not apply to Connect routes.
     readMaxBytes: options.limits.maxBodyBytes,
@@ -79,6 +88,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
       service: PsdbDatabase,
       implementation: options.planetscale,
       interceptors,
+      contextValues,
       readMaxBytes: options.limits.maxBodyBytes,
       writeMaxBytes: options.limits.maxResponseBytes + 1024 * 1024,
       maxTimeoutMs: options.limits.maxTimeoutMs,

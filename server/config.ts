@@ -78,6 +78,8 @@ export interface AuthConfig {
 export interface TlsConfig {
   readonly certFile: string;
   readonly keyFile: string;
+  /** SQLGATE_TLS_CLIENT_CA: require client certificates from this CA. */
+  readonly clientCaFile: string | undefined;
 }
 
 export interface LogConfig {
@@ -333,6 +335,12 @@ export const settings: readonly Setting[] = [
     description: "PEM private key file for `SQLGATE_TLS_CERT`.",
   },
   {
+    name: "SQLGATE_TLS_CLIENT_CA",
+    defaultValue: "(unset: no client certificates)",
+    description:
+      "PEM CA file: TLS clients must present a certificate it signed (mTLS). Without an Authorization header, the certificate's common name names the credential.",
+  },
+  {
     name: "SQLGATE_LOG_LEVEL",
     defaultValue: "info",
     description: "One of fatal, error, warn, info, debug, trace, silent.",
@@ -397,6 +405,11 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
   const keyFile = env.SQLGATE_TLS_KEY || undefined;
   if ((certFile === undefined) !== (keyFile === undefined)) {
     problems.push("SQLGATE_TLS_CERT and SQLGATE_TLS_KEY must be set together");
+  }
+  if (env.SQLGATE_TLS_CLIENT_CA && certFile === undefined) {
+    problems.push(
+      "SQLGATE_TLS_CLIENT_CA needs SQLGATE_TLS_CERT and SQLGATE_TLS_KEY (client certificates come with TLS)",
+    );
   }
 
   const tokenSecrets = (env.SQLGATE_TOKEN_SECRET ?? "")
@@ -466,7 +479,10 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       writeTimeoutMs: int("SQLGATE_PSDB_WRITE_TIMEOUT_MS", 1),
       transactionTimeoutMs: int("SQLGATE_PSDB_TRANSACTION_TIMEOUT_MS", 1),
     },
-    tls: certFile !== undefined && keyFile !== undefined ? { certFile, keyFile } : undefined,
+    tls:
+      certFile !== undefined && keyFile !== undefined
+        ? { certFile, keyFile, clientCaFile: env.SQLGATE_TLS_CLIENT_CA || undefined }
+        : undefined,
     log: { level, pretty: bool("SQLGATE_LOG_PRETTY") },
   };
   if (config.mysql.connectTimeoutMs >= config.mysql.acquireTimeoutMs) {

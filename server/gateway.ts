@@ -18,6 +18,7 @@ import type { GatewayCore, Scope } from "./services/context-values.js";
 import { createSessionRegistry } from "./sessions/session-registry.js";
 import { createTokenCodec } from "./sessions/session-token.js";
 import { createSqlExecutor } from "./sql/sql-executor.js";
+import type { TlsOptions } from "./transport/one-port.js";
 
 export interface Gateway {
   readonly app: App;
@@ -42,7 +43,7 @@ export interface GatewayOptions {
   /** The MySQL URL to use (the configured one, or the embedded server's). */
   readonly mysqlUrl: string;
   readonly logger: Logger;
-  readonly tls?: { readonly cert: Buffer; readonly key: Buffer } | undefined;
+  readonly tls?: TlsOptions | undefined;
 }
 
 /** At shutdown, how long the ingest log may take to reach MySQL; the rest waits for the next start. */

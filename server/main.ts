@@ -109,7 +109,14 @@ async function main(config: Config): Promise<void> {
     const tls =
       config.tls === undefined
         ? undefined
-        : { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) };
+        : {
+            cert: readFileSync(config.tls.certFile),
+            key: readFileSync(config.tls.keyFile),
+            clientCa:
+              config.tls.clientCaFile === undefined
+                ? undefined
+                : readFileSync(config.tls.clientCaFile),
+          };
     gateway = await createGateway(config, { mysqlUrl: url, logger, tls });
     await waitForMysql(gateway.db, config.mysql.startupTimeoutMs, logger);
     if (stopping !== undefined) return await stopAndExit();

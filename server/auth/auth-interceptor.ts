@@ -3,8 +3,10 @@
  *
  * Without a credential store (no SQLGATE_CREDENTIALS_FILE) every call runs as
  * the anonymous principal; config.ts allows that on loopback only. With one,
- * a call must present a credential (HTTP Basic or Bearer) or is answered
- * `unauthenticated`; its role then decides which services it may call. gRPC
+ * a call must present a credential (HTTP Basic or Bearer), or come on a TLS
+ * connection whose verified client certificate's common name names one
+ * (SQLGATE_TLS_CLIENT_CA), or is answered `unauthenticated`; its role then
+ * decides which services it may call. A header, when sent, is what counts. gRPC
  * health and server reflection answer anyone: load balancers probe health
  * without credentials, and reflection describes only the public API.
  */
@@ -13,10 +15,15 @@ import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionV1alpha } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { IngestService } from "../../gen/sqlgate/v1/ingest_pb.js";
-import { kPrincipal, type Principal, type PrincipalLimits } from "../services/principal.js";
+import {
+  kClientCertificateName,
+  kPrincipal,
+  type Principal,
+  type PrincipalLimits,
+} from "../services/principal.js";
 import { presentedCredential } from "./authorization-header.js";
 import { createCallLimiter } from "./call-limiter.js";
-import type { CredentialStore } from "./credentials.js";
+import type { Credential, CredentialStore } from "./credentials.js";
 
 const openServices = new Set([
   Health.typeName,
@@ -49,6 +56,30 @@ function checkRole(principal: Principal, service: string): void {
   }
 }
 
+/** The credential a call presents; throws `unauthenticated` for none or a wrong one. */
+async function authenticate(
+  store: CredentialStore,
+  authorization: string | null,
+  certificateName: string | undefined,
+): Promise<Credential> {
+  const presented = presentedCredential(authorization);
+  if (presented === undefined) {
+    const byCertificate = certificateName === undefined ? undefined : store.get(certificateName);
+    if (byCertificate !== undefined) return byCertificate;
+    throw unauthenticated(
+      certificateName === undefined
+        ? "this gateway needs a credential: send Authorization: Basic base64(name:password), or Bearer name.password"
+        : `no credential is named ${certificateName}, the client certificate's common name`,
+    );
+  }
+  let credential = await store.authenticate(presented.name, presented.password);
+  if (credential === undefined && presented.alternative !== undefined) {
+    credential = await store.authenticate(presented.name, presented.alternative);
+  }
+  if (credential === undefined) throw unauthenticated("unknown credential or wrong password");
+  return credential;
+}
+
 /** `messages`, then `release()` once they end, fail or are abandoned. */
 async function* releasingAfter<T>(messages: AsyncIterable<T>, release: () => void) {
   try {
@@ -65,17 +96,11 @@ export function createAuthInterceptor(
   const limiter = createCallLimiter();
   return (next) => async (req) => {
     if (store === undefined || openServices.has(req.service.typeName)) return next(req);
-    const presented = presentedCredential(req.header.get("authorization"));
-    if (presented === undefined) {
-      throw unauthenticated(
-        "this gateway needs a credential: send Authorization: Basic base64(name:password), or Bearer name.password",
-      );
-    }
-    let credential = await store.authenticate(presented.name, presented.password);
-    if (credential === undefined && presented.alternative !== undefined) {
-      credential = await store.authenticate(presented.name, presented.alternative);
-    }
-    if (credential === undefined) throw unauthenticated("unknown credential or wrong password");
+    const credential = await authenticate(
+      store,
+      req.header.get("authorization"),
+      req.contextValues.get(kClientCertificateName),
+    );
     const principal: Principal = {
       name: credential.name,
       database: credential.database,

@@ -104,6 +104,8 @@ export async function readCredentialsFile(path: string): Promise<Credential[]> {
 export interface CredentialStore {
   /** The credential `name` whose password is `password`, else undefined. */
   authenticate(name: string, password: string): Promise<Credential | undefined>;
+  /** The credential named `name` (for a verified client certificate), else undefined. */
+  get(name: string): Credential | undefined;
   /** Puts `credentials` in place of the current ones (a reload); calls in flight are unaffected. */
   replace(credentials: readonly Credential[]): void;
   readonly size: number;
@@ -143,6 +145,7 @@ export function createCredentialStore(initial: readonly Credential[]): Credentia
       }
       return credential;
     },
+    get: (name) => byName.get(name),
     replace(credentials) {
       byName = new Map(credentials.map((c) => [c.name, c]));
       for (const name of verified.keys()) if (!byName.has(name)) verified.delete(name);

@@ -46,3 +46,12 @@ export function principalFrom(values: {
 }): Principal {
   return values.get(kPrincipal);
 }
+
+/**
+ * The common name of the client certificate the call's TLS connection
+ * presented and the gateway verified (SQLGATE_TLS_CLIENT_CA); undefined
+ * without one. Set by the transport, read by authentication.
+ */
+export const kClientCertificateName = createContextKey<string | undefined>(undefined, {
+  description: "the verified client certificate's common name",
+});

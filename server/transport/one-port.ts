@@ -23,9 +23,30 @@ export type RequestHandler = (
   res: http.ServerResponse | http2.Http2ServerResponse,
 ) => void;
 
+export interface TlsOptions {
+  readonly cert: Buffer;
+  readonly key: Buffer;
+  /** CA whose client certificates are required (SQLGATE_TLS_CLIENT_CA); undefined: none asked. */
+  readonly clientCa?: Buffer | undefined;
+}
+
+/**
+ * The common name of the verified client certificate of the connection a
+ * request came on; undefined on cleartext, or without a verified certificate.
+ */
+export function clientCertificateName(request: { socket: unknown }): string | undefined {
+  const socket = request.socket as Partial<import("node:tls").TLSSocket> | null;
+  if (socket?.authorized !== true || typeof socket.getPeerCertificate !== "function") {
+    return undefined;
+  }
+  const subject = socket.getPeerCertificate().subject as { CN?: string | string[] } | undefined;
+  const cn = subject?.CN;
+  return Array.isArray(cn) ? cn[0] : cn;
+}
+
 export interface OnePortOptions {
   /** PEM certificate and key; without them the port is cleartext. */
-  readonly tls?: { readonly cert: Buffer; readonly key: Buffer } | undefined;
+  readonly tls?: TlsOptions | undefined;
   /** HTTP/2 streams one client may have open at once. */
   readonly maxConcurrentStreams: number;
   /** How long an idle HTTP/1.1 keep-alive connection stays open. */
@@ -81,6 +102,10 @@ export function createOnePortServer(
       {
         cert: options.tls.cert,
         key: options.tls.key,
+        // mTLS: only clients with a certificate from this CA get through the handshake.
+        ...(options.tls.clientCa === undefined
+          ? {}
+          : { ca: options.tls.clientCa, requestCert: true, rejectUnauthorized: true }),
         allowHTTP1: true,
         settings: http2Settings(options),
       },

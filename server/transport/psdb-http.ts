@@ -8,7 +8,12 @@
  * an `UnknownError` with the message hidden.
  */
 import type { DescService } from "@bufbuild/protobuf";
-import { createConnectRouter, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
+import {
+  type ContextValues,
+  createConnectRouter,
+  type Interceptor,
+  type ServiceImpl,
+} from "@connectrpc/connect";
 import type { UniversalServerResponse } from "@connectrpc/connect/protocol";
 import {
   compressionBrotli,
@@ -16,12 +21,14 @@ import {
   universalRequestFromNodeRequest,
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 
 export interface PsdbHttpOptions<S extends DescService> {
   readonly service: S;
   readonly implementation: Partial<ServiceImpl<S>>;
   readonly interceptors: Interceptor[];
+  /** Context values for a request (the verified client certificate). */
+  readonly contextValues: (req: FastifyRequest) => ContextValues;
   readonly readMaxBytes: number;
   readonly writeMaxBytes: number;
   readonly maxTimeoutMs: number;
@@ -82,7 +89,12 @@ export function psdbHttp<S extends DescService>(options: PsdbHttpOptions<S>) {
     for (const handler of router.handlers) {
       app.all(handler.requestPath, async (req, reply) => {
         const response = await handler(
-          universalRequestFromNodeRequest(req.raw, reply.raw, undefined, undefined),
+          universalRequestFromNodeRequest(
+            req.raw,
+            reply.raw,
+            undefined,
+            options.contextValues(req),
+          ),
         );
         await universalResponseToNodeResponse(await withErrorObject(response), reply.raw);
       });

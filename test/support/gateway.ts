@@ -9,6 +9,7 @@ import type { TestContext } from "node:test";
 import { type Config, loadConfig } from "../../server/config.js";
 import { createGateway, type Gateway } from "../../server/gateway.js";
 import { createLogger } from "../../server/observability/logger.js";
+import type { TlsOptions } from "../../server/transport/one-port.js";
 
 export interface TestGateway extends Gateway {
   readonly config: Config;
@@ -20,7 +21,7 @@ export interface TestGateway extends Gateway {
 export interface TestGatewayOptions {
   /** Environment settings on top of the defaults, e.g. SQLGATE_MAX_ROWS. */
   readonly env?: Record<string, string>;
-  readonly tls?: { readonly cert: Buffer; readonly key: Buffer };
+  readonly tls?: TlsOptions;
   /** A fixed port (to restart a gateway where clients expect it); default: any free one. */
   readonly port?: number;
 }
