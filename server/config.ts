@@ -119,7 +119,7 @@ export const settings: readonly Setting[] = [
     name: "SQLGATE_MYSQL_URL",
     defaultValue: "(unset: embedded MariaDB)",
     description:
-      "`mysql://user:password@host:port/database` of the MySQL server to use. Unset, the gateway starts a private MariaDB/MySQL under `SQLGATE_DATA_DIR`.",
+      "`mysql://user:password@host:port/database` of the MySQL server to use (`?socket=/path` for a Unix socket; TLS: `?ssl-mode=VERIFY_IDENTITY&ssl-ca=/path/ca.pem`, also `REQUIRED`, `VERIFY_CA`, and `ssl-cert`/`ssl-key` for a client certificate). Unset, the gateway starts a private MariaDB/MySQL under `SQLGATE_DATA_DIR`.",
   },
   {
     name: "SQLGATE_DATA_DIR",
@@ -541,6 +541,18 @@ function checkMysqlUrl(text: string, problems: string[]): void {
   }
   if (url.protocol !== "mysql:" && url.protocol !== "mariadb:") {
     problems.push(`SQLGATE_MYSQL_URL: scheme must be mysql://, not ${url.protocol}//`);
+  }
+  const sslMode = url.searchParams.get("ssl-mode");
+  if (
+    sslMode !== null &&
+    !["DISABLED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY"].includes(sslMode.toUpperCase())
+  ) {
+    problems.push(
+      "SQLGATE_MYSQL_URL: ssl-mode must be DISABLED, REQUIRED, VERIFY_CA or VERIFY_IDENTITY",
+    );
+  }
+  if ((sslMode ?? "").toUpperCase().startsWith("VERIFY") && !url.searchParams.has("ssl-ca")) {
+    problems.push(`SQLGATE_MYSQL_URL: ssl-mode=${sslMode} needs ssl-ca=/path/to/ca.pem`);
   }
   if (url.hostname === "" && !url.searchParams.has("socket")) {
     problems.push("SQLGATE_MYSQL_URL: no host (or ?socket=/path) given");

@@ -38,6 +38,8 @@ export interface EmbeddedMysqlOptions {
   readonly port?: number;
   /** Progress messages for people. */
   readonly log?: (message: string) => void;
+  /** More server options (tests: `--ssl-cert=...`, `--require-secure-transport=ON`). */
+  readonly serverArgs?: readonly string[];
 }
 
 const searchDirs = ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin", "/usr/libexec"];
@@ -218,6 +220,7 @@ export async function startEmbeddedMysql(options: EmbeddedMysqlOptions): Promise
       "--collation-server=utf8mb4_general_ci",
       "--max-connections=2000",
       ...(isRoot ? ["--user=root"] : []),
+      ...(options.serverArgs ?? []),
     ],
     { stdio: ["ignore", "ignore", openSync(errorLog, "a")] },
   );

@@ -7,6 +7,7 @@
  * allocation and, with `trace` on, a captured stack per call (see
  * performance-notes in the README's benchmark section).
  */
+import { readFileSync } from "node:fs";
 import mysql, { type Pool, type PoolConnection, type PoolOptions } from "mysql2";
 import { connectErrorFromMysql, limitExceeded } from "./errors.js";
 
@@ -54,11 +55,38 @@ export interface Database {
   close(): Promise<void>;
 }
 
+/**
+ * mysql2's `ssl` option from a URL's `ssl-mode` (as MySQL's own clients name
+ * it: DISABLED, REQUIRED, VERIFY_CA, VERIFY_IDENTITY), `ssl-ca`, `ssl-cert`
+ * and `ssl-key` parameters (files read now): REQUIRED encrypts without checking
+ * the server, VERIFY_CA checks its certificate against `ssl-ca`,
+ * VERIFY_IDENTITY (the default when `ssl-ca` is given) its name too.
+ */
+function sslOptionsFromUrl(url: URL): PoolOptions["ssl"] | undefined {
+  const ca = url.searchParams.get("ssl-ca") ?? undefined;
+  const mode = (
+    url.searchParams.get("ssl-mode") ?? (ca ? "VERIFY_IDENTITY" : "DISABLED")
+  ).toUpperCase();
+  if (mode === "DISABLED") return undefined;
+  const file = (name: string) => {
+    const path = url.searchParams.get(name);
+    return path === null ? undefined : readFileSync(path);
+  };
+  return {
+    ...(ca === undefined ? {} : { ca: file("ssl-ca") }),
+    ...(url.searchParams.has("ssl-cert") ? { cert: file("ssl-cert"), key: file("ssl-key") } : {}),
+    rejectUnauthorized: mode !== "REQUIRED",
+    ...(mode === "VERIFY_CA" ? { checkServerIdentity: () => undefined } : {}),
+  } as PoolOptions["ssl"];
+}
+
 /** mysql2 options from a `mysql://` URL. Throws on a malformed URL. */
 export function connectionOptionsFromUrl(text: string): PoolOptions {
   const url = new URL(text);
   const socketPath = url.searchParams.get("socket") ?? undefined;
+  const ssl = sslOptionsFromUrl(url);
   return {
+    ...(ssl === undefined ? {} : { ssl }),
     user: decodeURIComponent(url.username),
     password: decodeURIComponent(url.password),
     database: decodeURIComponent(url.pathname.replace(/^\//, "")) || undefined,

@@ -193,7 +193,7 @@ export function connectErrorFromMysql(err: unknown, statementIndex?: number): Co
   }
   if (code === Code.Unavailable) {
     return new ConnectError(
-      `MySQL is unavailable (${e.code ?? e.message}); retry later`,
+      `MySQL is unavailable (${e.code !== undefined && e.code !== e.message ? `${e.code}: ${e.message}` : e.message}); retry later`,
       code,
       undefined,
       undefined,
