@@ -82,17 +82,19 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
   const closing = new AbortController();
   const scopes = new Map<string, Scope>();
   const core: GatewayCore = {
-    sql: createSqlExecutor(db, {
+    sql: createSqlExecutor({
       ...config.limits,
       acquireTimeoutMs: config.mysql.acquireTimeoutMs,
     }),
     scopeFor(principal) {
       const name = principal.database ?? db.databaseName;
-      let scope = scopes.get(name);
+      const { user = "", password = "" } = principal.account ?? {};
+      const key = `${user}\u0000${password}\u0000${name}`;
+      let scope = scopes.get(key);
       if (scope === undefined) {
-        const pools = databases.forDatabase(name);
+        const pools = databases.forTarget(name, principal.account);
         scope = { database: name, pool: poolSource(pools), db: pools };
-        scopes.set(name, scope);
+        scopes.set(key, scope);
       }
       return scope;
     },

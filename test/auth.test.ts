@@ -19,6 +19,7 @@ import { DatabaseService } from "../gen/sqlgate/v1/database_pb.js";
 import { IngestService } from "../gen/sqlgate/v1/ingest_pb.js";
 import { LimitExceededSchema, ValueSchema } from "../gen/sqlgate/v1/value_pb.js";
 import { createCredential } from "../server/auth/credential-tool.js";
+import { CredentialsFileError, parseCredentials } from "../server/auth/credentials.js";
 import { hashPassword } from "../server/auth/password-hash.js";
 import { ConfigError, loadConfig } from "../server/config.js";
 import { startGateway, type TestGateway } from "./support/gateway.js";
@@ -105,6 +106,11 @@ describe("credentials", () => {
       passwords.set(name, `${name}-password`);
       extra += `  - name: ${name}\n    password_hash: "${await hashPassword(`${name}-password`)}"\n    ${limit}\n`;
     }
+    await admin.query("CREATE USER 'sg_reader'@'%' IDENTIFIED BY 'reader-pass'");
+    t.after(() => admin.query("DROP USER IF EXISTS 'sg_reader'@'%'"));
+    await admin.query(`GRANT SELECT ON ${db.name}.* TO 'sg_reader'@'%'`);
+    passwords.set("mapped", "mapped-password");
+    extra += `  - name: mapped\n    password_hash: "${await hashPassword("mapped-password")}"\n    mysql_user: sg_reader\n    mysql_password: reader-pass\n`;
     writeFileSync(file, readFileSync(file, "utf8") + extra);
     gateway = await startGateway(t, db.url, { env: { SQLGATE_CREDENTIALS_FILE: file } });
   });
@@ -174,6 +180,31 @@ describe("credentials", () => {
       as("other").ingest.write({ table: "secrets", columns: ["id"], rows: [] }),
     );
     assert.equal(ingest.code, Code.FailedPrecondition);
+  });
+
+  test("a credential mapped to a MySQL account runs as it: MySQL's privileges confine it", async () => {
+    const mapped = driver("mapped");
+    assert.deepEqual((await mapped.execute("SELECT CURRENT_USER() AS u")).rows, [
+      { u: "sg_reader@%" },
+    ]);
+    assert.deepEqual((await mapped.execute("SELECT name FROM items WHERE id = 1")).rows, [
+      { name: "one" },
+    ]);
+    const write = await mapped.execute("UPDATE items SET name = 'x'").then(
+      () => assert.fail("the update ran"),
+      (e: DatabaseError) => e,
+    );
+    assert.match(write.message, /\(errno 1142\)/);
+    assert.equal(write.body.code, "PERMISSION_DENIED");
+    // Qualified names reach no further than the account's grants.
+    const elsewhere = await refusal(
+      as("mapped").database.execute({ sql: `SELECT * FROM ${otherDatabase}.secrets` }),
+    );
+    assert.equal(elsewhere.code, Code.PermissionDenied);
+    const [rows] = (await admin.query("SELECT name FROM items WHERE id = 1")) as unknown as [
+      { name: string }[],
+    ];
+    assert.equal(rows[0]?.name, "one");
   });
 
   test("read_only: MySQL refuses its writes, and it may not make a session writable", async () => {
@@ -354,5 +385,29 @@ test("without credentials the gateway may listen on loopback only, unless told o
     loadConfig({ SQLGATE_LISTEN: "0.0.0.0:8080", SQLGATE_CREDENTIALS_FILE: "/etc/c.yaml" }).auth
       .credentialsFile,
     "/etc/c.yaml",
+  );
+});
+
+test("credentials file: a MySQL account's password from the environment, and every problem at once", async () => {
+  const hash = await hashPassword("x");
+  const text = `credentials:
+  - name: svc
+    password_hash: "${hash}"
+    mysql_user: svc_rw
+    mysql_password_env: SVC_RW_PASSWORD
+`;
+  const [svc] = parseCredentials(text, { SVC_RW_PASSWORD: "from-env" });
+  assert.deepEqual(svc?.account, { user: "svc_rw", password: "from-env" });
+  assert.throws(() => parseCredentials(text, {}), /SVC_RW_PASSWORD is not set/);
+  assert.throws(
+    () =>
+      parseCredentials(
+        `credentials:\n  - name: "bad name"\n    password_hash: nope\n    role: admin\n    max_calls: -1\n`,
+      ),
+    (err: unknown) =>
+      err instanceof CredentialsFileError &&
+      ["name", "password_hash", "role", "max_calls"].every((field) =>
+        err.message.includes(`credentials[0].${field}`),
+      ),
   );
 });

@@ -106,6 +106,7 @@ export function createAuthInterceptor(
       database: credential.database,
       role: credential.role,
       limits: { ...defaults, ...credential.limits },
+      account: credential.account,
     };
     checkRole(principal, req.service.typeName);
     req.contextValues.set(kPrincipal, principal);

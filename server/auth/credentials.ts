@@ -7,6 +7,9 @@
  *       password_hash: $scrypt$... # from `sqlgate credential create`
  *       database: shop             # optional: the MySQL URL's database
  *       role: read_write           # read_write | read_only | ingest_only
+ *       mysql_user: shop_ro        # optional: run as this MySQL account (its own pools),
+ *       mysql_password_env: SHOP_RO_PASSWORD   # its password from this variable
+ *                                  #   (or mysql_password: ..., in the file itself)
  *       max_calls: 100             # optional limits, else the SQLGATE_CREDENTIAL_* defaults
  *       max_transactions: 10
  *       calls_per_second: 500
@@ -30,6 +33,8 @@ export interface Credential {
   readonly role: Role;
   /** Its own limits; undefined fields take the gateway's defaults. */
   readonly limits: Partial<PrincipalLimits>;
+  /** The MySQL account it runs as; undefined: the MySQL URL's. */
+  readonly account: { readonly user: string; readonly password: string } | undefined;
 }
 
 export const credentialNamePattern = /^[A-Za-z0-9_-]{1,64}$/;
@@ -42,8 +47,14 @@ export class CredentialsFileError extends Error {
   }
 }
 
-/** Reads a credentials file's text; throws CredentialsFileError listing every problem. */
-export function parseCredentials(text: string): Credential[] {
+/**
+ * Reads a credentials file's text; throws CredentialsFileError listing every
+ * problem. `env` supplies `mysql_password_env` variables.
+ */
+export function parseCredentials(
+  text: string,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): Credential[] {
   let document: unknown;
   try {
     document = parse(text);
@@ -90,7 +101,20 @@ export function parseCredentials(text: string): Credential[] {
         limits[key] = value;
       }
     }
-    return problems.length === before ? [{ name, passwordHash, database, role, limits }] : [];
+    let account: Credential["account"];
+    if (e.mysql_user !== undefined) {
+      const variable =
+        e.mysql_password_env === undefined ? undefined : String(e.mysql_password_env);
+      const password = variable === undefined ? String(e.mysql_password ?? "") : env[variable];
+      if (password === undefined) {
+        problems.push(`${where}.mysql_password_env: ${variable} is not set`);
+      } else {
+        account = { user: String(e.mysql_user), password };
+      }
+    }
+    return problems.length === before
+      ? [{ name, passwordHash, database, role, limits, account }]
+      : [];
   });
   if (problems.length > 0) throw new CredentialsFileError(problems);
   return credentials;

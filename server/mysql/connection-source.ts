@@ -26,6 +26,8 @@ export type ReleaseState =
 
 export interface Lease {
   readonly conn: PoolConnection;
+  /** Stops a statement running on `conn` (KILL QUERY from a side connection of its account). */
+  readonly killer: Pick<Database, "killQuery">;
   /** True when the connection is inside an open interactive transaction. */
   readonly inTransaction: boolean;
   /** True when the connection's session is read-only already (a read-only pinned session). */
@@ -46,6 +48,7 @@ export function poolSource(db: Database): ConnectionSource {
       const conn = await db.acquire(timeoutMs);
       return {
         conn,
+        killer: db,
         inTransaction: false,
         release(state) {
           if (state === "reuse" || state === "rolledBack" || state === "transactionEnded") {

@@ -19,7 +19,7 @@ export interface Scope {
   /** Pooled connections of that database, for calls outside a session. */
   readonly pool: ConnectionSource;
   /** Where its sessions' connections come from. */
-  readonly db: Pick<Database, "acquireForTransaction">;
+  readonly db: Pick<Database, "acquireForTransaction" | "killQuery">;
 }
 
 /** The core services a handler may use. */

@@ -25,6 +25,8 @@ export interface Principal {
   readonly database: string | undefined;
   readonly role: Role;
   readonly limits: PrincipalLimits;
+  /** The MySQL account its statements run as; undefined: the MySQL URL's. */
+  readonly account?: { readonly user: string; readonly password: string } | undefined;
 }
 
 export const noLimits: PrincipalLimits = { maxCalls: 0, maxTransactions: 0, callsPerSecond: 0 };

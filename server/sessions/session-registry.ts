@@ -51,8 +51,8 @@ export interface SessionOwner {
   readonly owner: string;
   /** Sessions the owner may hold open at once; 0: only the registry's limit. */
   readonly ownerLimit: number;
-  /** The pools of the owner's database. */
-  readonly db: Pick<Database, "acquireForTransaction">;
+  /** The pools of the owner's database (and account). */
+  readonly db: Pick<Database, "acquireForTransaction" | "killQuery">;
 }
 
 export interface BeginOptions extends SessionOwner {
@@ -118,6 +118,8 @@ interface Session {
   readonly kind: "transaction" | "pinned";
   readonly owner: string;
   readonly conn: PoolConnection;
+  /** Stops statements on `conn`: its pools' side connection. */
+  readonly killer: Pick<Database, "killQuery">;
   /** A call holds the session's turn. */
   busy: boolean;
   /** Pinned sessions: a statement left session state (variables, locks, temporary tables). */
@@ -359,7 +361,7 @@ export function createSessionRegistry(options: SessionRegistryOptions): SessionR
   /** Registers a session on `conn` and returns its token. */
   const open = (
     kind: Session["kind"],
-    owner: string,
+    { owner, db }: Pick<SessionOwner, "owner" | "db">,
     conn: PoolConnection,
     transactionLimit?: Session["transactionLimit"],
   ): string => {
@@ -368,6 +370,7 @@ export function createSessionRegistry(options: SessionRegistryOptions): SessionR
       id,
       kind,
       owner,
+      killer: db,
       conn,
       busy: false,
       holdsState: false,
@@ -446,7 +449,7 @@ export function createSessionRegistry(options: SessionRegistryOptions): SessionR
         throw err;
       }
       return {
-        token: open("transaction", owner.owner, conn),
+        token: open("transaction", owner, conn),
         idleTimeoutMs: options.idleTimeoutMs,
       };
     },
@@ -462,7 +465,7 @@ export function createSessionRegistry(options: SessionRegistryOptions): SessionR
           throw err;
         }
       }
-      const token = open("pinned", owner, conn, transactionLimit);
+      const token = open("pinned", { owner, db }, conn, transactionLimit);
       // Read-only is session state: the connection is reset when given back.
       if (readOnly) find(token).readOnly = true;
       return token;
@@ -481,6 +484,7 @@ export function createSessionRegistry(options: SessionRegistryOptions): SessionR
           const passOn = await takeTurn(session, timeoutMs);
           return {
             conn: session.conn,
+            killer: session.killer,
             inTransaction: session.kind === "transaction",
             readOnly: session.readOnly,
             release(state) {

@@ -6,7 +6,7 @@
 
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { ConnectionSource, Lease, ReleaseState } from "../mysql/connection-source.js";
-import { type Database, runControlStatement } from "../mysql/database.js";
+import { runControlStatement } from "../mysql/database.js";
 import { connectErrorFromMysql, endsTransaction, isFatal } from "../mysql/errors.js";
 import {
   describeStatement,
@@ -109,7 +109,7 @@ const chunkRows = 1000;
 const chunkBytes = 256 * 1024;
 const batchSavepoint = "sqlgate_batch";
 
-export function createSqlExecutor(db: Database, limits: ExecutorLimits): SqlExecutor {
+export function createSqlExecutor(limits: ExecutorLimits): SqlExecutor {
   /** Leases on which a statement left MySQL with no open transaction. */
   const endedTransaction = new WeakSet<Lease>();
   /**
@@ -163,7 +163,7 @@ export function createSqlExecutor(db: Database, limits: ExecutorLimits): SqlExec
     const started = performance.now();
     const result = await executeStatement(
       lease.conn,
-      db,
+      lease.killer,
       statement.sql,
       statement.values,
       {
@@ -237,7 +237,7 @@ export function createSqlExecutor(db: Database, limits: ExecutorLimits): SqlExec
       return withLease(source, call, timeoutMs, [statement], async (lease) => {
         const result = await executeText(
           lease.conn,
-          db,
+          lease.killer,
           statement.sql,
           { ...textLimits, timeoutMs },
           call.signal,
@@ -291,7 +291,7 @@ export function createSqlExecutor(db: Database, limits: ExecutorLimits): SqlExec
       try {
         yield* streamStatement(
           lease.conn,
-          db,
+          lease.killer,
           statement.sql,
           statement.values,
           { timeoutMs, chunkRows, chunkBytes, wireRowsField },
