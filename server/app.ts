@@ -12,6 +12,7 @@ import { createAuthInterceptor } from "./auth/auth-interceptor.js";
 import type { CredentialStore } from "./auth/credentials.js";
 import type { LimitsConfig } from "./config.js";
 import type { Database } from "./mysql/database.js";
+import { createCallObserver } from "./observability/call-observer.js";
 import type { Logger } from "./observability/logger.js";
 import { createMetrics } from "./observability/metrics.js";
 import { routes } from "./routes.js";
@@ -30,6 +31,10 @@ export interface AppOptions {
   /** PlanetScale's API, served at `/psdb.v1alpha1.Database/*`. */
   readonly planetscale: Partial<ServiceImpl<typeof PsdbDatabase>>;
   readonly db: Database;
+  /** Every set of pools (for metrics). */
+  readonly pools: () => readonly Database[];
+  /** Calls slower than this are logged as warnings. */
+  readonly slowCallMs: number;
   /** The credentials calls must present; undefined: none needed (loopback only). */
   readonly credentials: CredentialStore | undefined;
   /** Each credential's limits unless it sets its own. */
@@ -65,7 +70,17 @@ export async function buildApp(options: AppOptions): Promise<App> {
   // The verified client certificate (mTLS) reaches authentication as a context value.
   const contextValues = (req: { raw: { socket: unknown } }) =>
     createContextValues().set(kClientCertificateName, clientCertificateName(req.raw));
+  const metrics = createMetrics({
+    ingest: options.core.ingest,
+    pools: options.pools,
+    sessions: options.core.sessions,
+  });
   const interceptors = [
+    createCallObserver({
+      logger: options.logger,
+      metrics: metrics.calls,
+      slowCallMs: options.slowCallMs,
+    }),
     createAuthInterceptor(options.credentials, options.credentialLimits),
     createCoreInjector(options.core),
   ];
@@ -95,10 +110,9 @@ export async function buildApp(options: AppOptions): Promise<App> {
     }),
   );
 
-  const metrics = createMetrics({ ingest: options.core.ingest });
   app.get("/metrics", async (_req, reply) => {
-    reply.header("content-type", metrics.contentType);
-    return metrics.metrics();
+    reply.header("content-type", metrics.registry.contentType);
+    return metrics.registry.metrics();
   });
   app.get("/healthz", async () => ({ status: "ok" }));
   app.get("/readyz", async (_req, reply) => {

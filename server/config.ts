@@ -85,6 +85,8 @@ export interface TlsConfig {
 export interface LogConfig {
   readonly level: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
   readonly pretty: boolean;
+  /** Calls slower than this are logged as warnings. */
+  readonly slowCallMs: number;
 }
 
 export interface Config {
@@ -350,6 +352,12 @@ export const settings: readonly Setting[] = [
     defaultValue: "false",
     description: "Human-readable logs for development instead of JSON lines.",
   },
+  {
+    name: "SQLGATE_SLOW_CALL_MS",
+    defaultValue: "1000",
+    description:
+      "Calls slower than this are logged as warnings (method, code, duration, rows, credential, `x-request-id`); every call is logged at `debug`.",
+  },
 ];
 
 /** Thrown by `loadConfig` with every problem found, one per line. */
@@ -483,7 +491,11 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       certFile !== undefined && keyFile !== undefined
         ? { certFile, keyFile, clientCaFile: env.SQLGATE_TLS_CLIENT_CA || undefined }
         : undefined,
-    log: { level, pretty: bool("SQLGATE_LOG_PRETTY") },
+    log: {
+      level,
+      pretty: bool("SQLGATE_LOG_PRETTY"),
+      slowCallMs: int("SQLGATE_SLOW_CALL_MS", 0),
+    },
   };
   if (config.mysql.connectTimeoutMs >= config.mysql.acquireTimeoutMs) {
     problems.push(

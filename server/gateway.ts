@@ -118,6 +118,8 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
       sessions: createPsdbSessions(codec),
     }),
     db,
+    pools: () => databases.all(),
+    slowCallMs: config.log.slowCallMs,
     credentials,
     credentialLimits: config.auth.credentialLimits,
     limits: config.limits,

@@ -26,6 +26,33 @@ export interface DatabaseOptions {
   readonly ingestPoolSize: number;
 }
 
+/** One pool's state: open connections, how many are idle, calls waiting for one. */
+export interface PoolStats {
+  readonly pool: "statements" | "transactions" | "control" | "ingest";
+  readonly limit: number;
+  readonly open: number;
+  readonly idle: number;
+  readonly waiting: number;
+}
+
+/** mysql2's pool internals that its public API does not expose. */
+interface PoolInternals {
+  readonly _allConnections: { readonly length: number };
+  readonly _freeConnections: { readonly length: number };
+  readonly _connectionQueue: { readonly length: number };
+}
+
+function statsOf(pool: Pool, name: PoolStats["pool"], limit: number): PoolStats {
+  const p = pool as unknown as PoolInternals;
+  return {
+    pool: name,
+    limit,
+    open: p._allConnections.length,
+    idle: p._freeConnections.length,
+    waiting: p._connectionQueue.length,
+  };
+}
+
 export interface Database {
   /** Where the pool connects, without credentials, for logs. */
   readonly target: string;
@@ -51,6 +78,8 @@ export interface Database {
   killQuery(threadId: number): Promise<void>;
   /** Resolves when MySQL answers a ping within `timeoutMs`. */
   ping(timeoutMs: number): Promise<void>;
+  /** Each pool's connections now, for metrics. */
+  poolStats(): PoolStats[];
   /** Closes every connection. */
   close(): Promise<void>;
 }
@@ -215,6 +244,12 @@ export function createDatabase(options: DatabaseOptions): Database {
       }),
     killQuery: (threadId) => onControl(`KILL QUERY ${Number(threadId)}`, options.connectTimeoutMs),
     ping: (timeoutMs) => onControl("SELECT 1", timeoutMs),
+    poolStats: () => [
+      statsOf(statements, "statements", options.poolSize),
+      statsOf(transactions, "transactions", options.transactionPoolSize),
+      statsOf(control, "control", 2),
+      statsOf(ingest, "ingest", options.ingestPoolSize),
+    ],
     close: async () => {
       await Promise.allSettled(
         [statements, transactions, control, ingest].map((pool) => pool.promise().end()),

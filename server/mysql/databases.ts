@@ -22,6 +22,8 @@ export interface Databases {
    * (undefined: the URL's).
    */
   forTarget(name: string | undefined, account: MysqlAccount | undefined): Database;
+  /** Every set of pools created so far, the primary first. */
+  all(): Database[];
   /** Closes every pool. */
   close(): Promise<void>;
 }
@@ -50,6 +52,7 @@ export function createDatabases(options: DatabaseOptions): Databases {
       }
       return db;
     },
+    all: () => [primary, ...others.values()],
     async close() {
       await Promise.all([primary, ...others.values()].map((db) => db.close()));
     },

@@ -4,7 +4,8 @@
  * process (tests). Gauges read the core's counters when scraped, so the hot
  * path pays nothing for them.
  */
-import { Counter, Gauge, Registry } from "prom-client";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { PoolStats } from "../mysql/database.js";
 
 /** The ingest counters the metrics read (the ingest core's stats satisfy it). */
 export interface IngestCounters {
@@ -20,10 +21,84 @@ export interface IngestCounters {
 
 export interface MetricsSources {
   readonly ingest: { stats(): IngestCounters };
+  /** Every set of pools, each named by its database. */
+  pools(): readonly { readonly databaseName: string; poolStats(): PoolStats[] }[];
+  /** Open transactions and pinned sessions. */
+  readonly sessions: { readonly size: number };
 }
 
-export function createMetrics(sources: MetricsSources): Registry {
+/** What the call observer records per call (see call-observer.ts). */
+export interface CallMetrics {
+  /** One finished call: its method (`Service/Method`), code, and duration. */
+  record(method: string, code: string, seconds: number): void;
+  /** A MySQL error a call ended with. */
+  mysqlError(errno: number): void;
+}
+
+export interface Metrics {
+  readonly registry: Registry;
+  readonly calls: CallMetrics;
+}
+
+/** Latency buckets (seconds): from 0.5 ms, a unary call's floor, to a minute. */
+const latencyBuckets = [
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
+];
+
+export function createMetrics(sources: MetricsSources): Metrics {
   const registry = new Registry();
+  const callsTotal = new Counter({
+    name: "sqlgate_calls_total",
+    help: "Calls finished, by method and Connect code.",
+    labelNames: ["method", "code"] as const,
+    registers: [registry],
+  });
+  const callSeconds = new Histogram({
+    name: "sqlgate_call_duration_seconds",
+    help: "Call latency from the first byte handled to the response, by method.",
+    labelNames: ["method"] as const,
+    buckets: latencyBuckets,
+    registers: [registry],
+  });
+  const mysqlErrors = new Counter({
+    name: "sqlgate_mysql_errors_total",
+    help: "MySQL errors calls ended with, by errno.",
+    labelNames: ["errno"] as const,
+    registers: [registry],
+  });
+  const poolGauge = (name: string, help: string, read: (p: PoolStats) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ["database", "pool"] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const db of sources.pools()) {
+          for (const stats of db.poolStats()) {
+            this.set({ database: db.databaseName, pool: stats.pool }, read(stats));
+          }
+        }
+      },
+    });
+  poolGauge("sqlgate_pool_connections_limit", "Most connections the pool opens.", (p) => p.limit);
+  poolGauge("sqlgate_pool_connections_open", "Connections the pool holds open.", (p) => p.open);
+  poolGauge(
+    "sqlgate_pool_connections_in_use",
+    "Connections leased to calls (open minus idle).",
+    (p) => p.open - p.idle,
+  );
+  poolGauge("sqlgate_pool_waiting_calls", "Calls waiting for a connection.", (p) => p.waiting);
+  new Gauge({
+    name: "sqlgate_open_sessions",
+    help: "Open transactions and pinned PlanetScale sessions (each pins a connection).",
+    registers: [registry],
+    collect() {
+      this.set(sources.sessions.size);
+    },
+  });
+  /** Label children per method, so that a call does not hash its labels. */
+  const byMethod = new Map<string, Histogram.Internal<"method">>();
   const ingest = () => sources.ingest.stats();
   const gauge = (name: string, help: string, read: (s: IngestCounters) => number) =>
     new Gauge({
@@ -77,5 +152,21 @@ export function createMetrics(sources: MetricsSources): Registry {
     "Age of the oldest write-ahead log record not yet in MySQL (0 when none).",
     (s) => s.logLagSeconds,
   );
-  return registry;
+  return {
+    registry,
+    calls: {
+      record(method, code, seconds) {
+        callsTotal.inc({ method, code });
+        let histogram = byMethod.get(method);
+        if (histogram === undefined) {
+          histogram = callSeconds.labels(method);
+          byMethod.set(method, histogram);
+        }
+        histogram.observe(seconds);
+      },
+      mysqlError(errno) {
+        mysqlErrors.inc({ errno: String(errno) });
+      },
+    },
+  };
 }
