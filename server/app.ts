@@ -116,6 +116,11 @@ export async function buildApp(options: AppOptions): Promise<App> {
   });
   app.get("/healthz", async () => ({ status: "ok" }));
   app.get("/readyz", async (_req, reply) => {
+    // Red as soon as shutdown starts, so that load balancers stop sending calls.
+    if (options.core.closing.aborted) {
+      reply.code(503);
+      return { status: "shutting down" };
+    }
     try {
       await options.db.ping(readinessTimeoutMs);
       return { status: "ready", mysql: "ok" };

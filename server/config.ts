@@ -75,6 +75,13 @@ export interface AuthConfig {
   readonly credentialLimits: PrincipalLimits;
 }
 
+export interface ShutdownConfig {
+  /** How long readiness is red before the gateway stops accepting calls. */
+  readonly delayMs: number;
+  /** How long in-flight calls may take to finish once shutdown starts. */
+  readonly graceMs: number;
+}
+
 export interface TlsConfig {
   readonly certFile: string;
   readonly keyFile: string;
@@ -98,6 +105,7 @@ export interface Config {
   readonly ingest: IngestConfig;
   readonly planetscale: PlanetScaleConfig;
   readonly auth: AuthConfig;
+  readonly shutdown: ShutdownConfig;
   readonly tls: TlsConfig | undefined;
   readonly log: LogConfig;
 }
@@ -353,6 +361,18 @@ export const settings: readonly Setting[] = [
     description: "Human-readable logs for development instead of JSON lines.",
   },
   {
+    name: "SQLGATE_SHUTDOWN_DELAY_MS",
+    defaultValue: "0",
+    description:
+      "On SIGTERM, how long `/readyz` and gRPC health report not serving while calls are still accepted, before the listener closes (behind a load balancer: a few seconds, or a Kubernetes preStop sleep).",
+  },
+  {
+    name: "SQLGATE_SHUTDOWN_GRACE_MS",
+    defaultValue: "30000",
+    description:
+      "On SIGTERM, how long calls in flight may take to finish; then ingest is flushed, open transactions rolled back, pools closed.",
+  },
+  {
     name: "SQLGATE_SLOW_CALL_MS",
     defaultValue: "1000",
     description:
@@ -486,6 +506,10 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       readTimeoutMs: int("SQLGATE_PSDB_READ_TIMEOUT_MS", 1),
       writeTimeoutMs: int("SQLGATE_PSDB_WRITE_TIMEOUT_MS", 1),
       transactionTimeoutMs: int("SQLGATE_PSDB_TRANSACTION_TIMEOUT_MS", 1),
+    },
+    shutdown: {
+      delayMs: int("SQLGATE_SHUTDOWN_DELAY_MS", 0),
+      graceMs: int("SQLGATE_SHUTDOWN_GRACE_MS", 0),
     },
     tls:
       certFile !== undefined && keyFile !== undefined

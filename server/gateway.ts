@@ -138,8 +138,22 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
     },
     async close() {
       closing.abort();
+      // Readiness is red from here; load balancers get a moment to notice
+      // while the gateway still serves.
+      if (config.shutdown.delayMs > 0) {
+        await new Promise((resolve) => setTimeout(resolve, config.shutdown.delayMs));
+      }
       try {
-        await app.close();
+        // In-flight calls get the grace period; then what is left is cut off
+        // by closing the pools, after ingest is flushed.
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          app.close(),
+          new Promise((resolve) => {
+            timer = setTimeout(resolve, config.shutdown.graceMs);
+          }),
+        ]);
+        clearTimeout(timer);
       } finally {
         try {
           await Promise.all([sessions.close(), ingest.close(ingestDrainMs)]);

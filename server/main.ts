@@ -32,9 +32,6 @@ async function waitForMysql(db: Database, timeoutMs: number, logger: Logger): Pr
   }
 }
 
-/** How long shutdown waits for in-flight calls before closing what is left. */
-const shutdownGraceMs = 30_000;
-
 async function main(config: Config): Promise<void> {
   const logger = createLogger(config.log);
   let embedded: EmbeddedMysql | undefined;
@@ -46,7 +43,13 @@ async function main(config: Config): Promise<void> {
     const steps: [string, (() => Promise<void>) | undefined][] = [
       [
         "gateway",
-        gateway && (() => withDeadline(gateway?.close() ?? Promise.resolve(), shutdownGraceMs)),
+        gateway &&
+          (() =>
+            withDeadline(
+              gateway?.close() ?? Promise.resolve(),
+              // The grace, then ingest's drain and the pools' closing.
+              config.shutdown.delayMs + config.shutdown.graceMs + 15_000,
+            )),
       ],
       ["embedded database", embedded?.stop],
     ];

@@ -30,8 +30,10 @@ export function createHealthService(serviceNames: readonly string[]): ServiceImp
   const known = new Set(["", ...serviceNames]);
 
   async function status(ctx: HandlerContext): Promise<ServingStatus> {
+    const core = coreFrom(ctx.values);
+    if (core.closing.aborted) return ServingStatus.NOT_SERVING;
     try {
-      await coreFrom(ctx.values).ping(pingTimeoutMs);
+      await core.ping(pingTimeoutMs);
       return ServingStatus.SERVING;
     } catch {
       return ServingStatus.NOT_SERVING;
