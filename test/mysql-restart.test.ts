@@ -1,13 +1,19 @@
 /**
- * MySQL going away and coming back: calls fail with `unavailable` and
- * readiness goes red, then the gateway recovers by itself, without a restart.
+ * MySQL going away and coming back: calls fail with `unavailable`, readiness
+ * and gRPC health go red, then the gateway recovers by itself, without a
+ * restart, and both go green again.
  */
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import {
+  Health,
+  HealthCheckResponse_ServingStatus as ServingStatus,
+} from "../gen/grpc/health/v1/health_pb.js";
 import { startEmbeddedMysql } from "../server/devdb/embedded-mysql.js";
 import { databaseClient } from "./support/clients.js";
 import { startGateway } from "./support/gateway.js";
@@ -20,10 +26,16 @@ test("MySQL down: unavailable and not ready; back up: the gateway recovers", asy
   const gateway = await startGateway(t, mysql.url);
   const client = databaseClient(gateway.baseUrl);
   const ready = async () => (await fetch(`${gateway.baseUrl}/readyz`)).status;
+  const health = createClient(
+    Health,
+    createConnectTransport({ baseUrl: gateway.baseUrl, httpVersion: "2" }),
+  );
+  const serving = async () => (await health.check({})).status;
 
   const first = await client.execute({ sql: "SELECT 1" });
   assert.equal(first.rows.length, 1);
   assert.equal(await ready(), 200);
+  assert.equal(await serving(), ServingStatus.SERVING);
 
   await mysql.stop();
   await assert.rejects(client.execute({ sql: "SELECT 1" }), (err: unknown) => {
@@ -32,6 +44,7 @@ test("MySQL down: unavailable and not ready; back up: the gateway recovers", asy
     return true;
   });
   assert.equal(await ready(), 503);
+  assert.equal(await serving(), ServingStatus.NOT_SERVING);
 
   mysql = await startEmbeddedMysql({ dataDir });
   const until = Date.now() + 10_000;
@@ -46,4 +59,5 @@ test("MySQL down: unavailable and not ready; back up: the gateway recovers", asy
     }
   }
   assert.equal(await ready(), 200);
+  assert.equal(await serving(), ServingStatus.SERVING);
 });
