@@ -22,11 +22,20 @@ describe("loadConfig", () => {
       SQLGATE_MAX_ROWS: "10",
       SQLGATE_TLS_CERT: "c.pem",
       SQLGATE_TLS_KEY: "k.pem",
+      SQLGATE_TLS_CLIENT_CA: "ca.pem",
+      SQLGATE_CREDENTIAL_MAX_CALLS: "7",
+      SQLGATE_PSDB_MAX_ROWS: "11",
+      SQLGATE_SHUTDOWN_GRACE_MS: "1234",
+      SQLGATE_SLOW_CALL_MS: "99",
     });
     assert.deepEqual(config.listen, { host: "::1", port: 9000 });
     assert.equal(config.mysql.poolSize, 4);
     assert.equal(config.limits.maxRows, 10);
-    assert.deepEqual(config.tls, { certFile: "c.pem", keyFile: "k.pem" });
+    assert.deepEqual(config.tls, { certFile: "c.pem", keyFile: "k.pem", clientCaFile: "ca.pem" });
+    assert.equal(config.auth.credentialLimits.maxCalls, 7);
+    assert.equal(config.planetscale.maxRows, 11);
+    assert.equal(config.shutdown.graceMs, 1234);
+    assert.equal(config.log.slowCallMs, 99);
   });
 
   test("reports every problem at once, without echoing a password", () => {
