@@ -78,8 +78,10 @@ export const ingestService: ServiceImpl<typeof IngestService> = {
 
   async writeStream(requests, ctx) {
     const core = ingestCore(ctx);
+    let received = 0;
     async function* chunks(): AsyncGenerator<StreamChunk> {
       for await (const req of requests) {
+        received++;
         yield {
           table: req.table,
           columns: req.columns,
@@ -93,6 +95,14 @@ export const ingestService: ServiceImpl<typeof IngestService> = {
     // A chunk waits at most the default deadline for its batch, but the stream
     // itself may last as long as its client wants.
     const result = await core.ingest.writeStream(chunks(), deadlineOf(ctx, core.defaultTimeoutMs));
+    if (received === 0) {
+      // Not one message: a proxy that drops streamed request bodies (Caddy
+      // 2.6 over HTTP/3) looks exactly so. Saying so beats a silent success.
+      throw new ConnectError(
+        "WriteStream received no messages: send at least one chunk, or use Write (a proxy that drops streamed request bodies, such as Caddy 2.6 over HTTP/3, sends none)",
+        Code.InvalidArgument,
+      );
+    }
     return create(WriteStreamResponseSchema, {
       rowsWritten: BigInt(result.rowsWritten),
       batches: result.batches,
