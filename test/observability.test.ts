@@ -9,10 +9,13 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, createContextValues } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { connect } from "@planetscale/database";
+import { pino } from "pino";
 import { DatabaseService } from "../gen/sqlgate/v1/database_pb.js";
+import { createCallObserver } from "../server/observability/call-observer.js";
+import { createMetrics } from "../server/observability/metrics.js";
 import { startGatewayChild } from "./support/gateway-process.js";
 import { createTestDatabase } from "./support/mysql.js";
 
@@ -108,4 +111,38 @@ test("metrics and call logs after real calls", async (t) => {
   const failed = calls.find((l) => l.code === "invalid_argument");
   assert.equal(failed?.errno, 1064);
   for (const line of lines) assert.ok(!("sql" in line), "no SQL text in logs");
+});
+
+test("an internal failure is logged as an error with its cause and stack", async () => {
+  const lines: Record<string, unknown>[] = [];
+  const logger = pino({ level: "info" }, { write: (line: string) => lines.push(JSON.parse(line)) });
+  const { calls } = createMetrics({
+    ingest: { stats: () => ({}) as never },
+    pools: () => [],
+    sessions: { size: 0 },
+  });
+  const observe = createCallObserver({ logger, metrics: calls, slowCallMs: 1000 });
+  const cause = Object.assign(new Error("socket hang up"), { code: "ECONNRESET" });
+  const failing = observe(async () => {
+    throw new ConnectError(
+      "the statement's connection broke",
+      Code.Internal,
+      undefined,
+      undefined,
+      cause,
+    );
+  });
+  const req = {
+    service: DatabaseService,
+    method: DatabaseService.method.execute,
+    header: new Headers({ "x-request-id": "req-internal" }),
+    contextValues: createContextValues(),
+  } as unknown as Parameters<typeof failing>[0];
+  await assert.rejects(failing(req), /connection broke/);
+  const [line] = lines;
+  assert.equal(line?.level, 50);
+  assert.equal(line?.code, "internal");
+  assert.equal(line?.requestId, "req-internal");
+  assert.match(String((line?.err as { stack?: string })?.stack), /connection broke/);
+  assert.match(JSON.stringify(line?.cause), /socket hang up/);
 });

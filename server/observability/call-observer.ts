@@ -14,6 +14,7 @@
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
+import { stdSerializers } from "pino";
 import { principalFrom } from "../services/principal.js";
 import type { Logger } from "./logger.js";
 import type { CallMetrics } from "./metrics.js";
@@ -68,6 +69,12 @@ function outcomeOfError(err: unknown): Outcome {
   return { code: error.code, error, rows: undefined, errno: errnoOf(error, error.rawMessage) };
 }
 
+/** An error's cause, with message and stack (pino serializes only `err` so). */
+function causeOf(error: ConnectError | undefined): unknown {
+  const cause = error?.cause;
+  return cause instanceof Error ? stdSerializers.errWithCause(cause) : cause;
+}
+
 /** `messages`, then `done` with the outcome once they end, fail or are abandoned. */
 async function* watched<T>(messages: AsyncIterable<T>, done: (outcome: Outcome) => void) {
   let outcome: Outcome = { code: undefined, error: undefined, rows: undefined, errno: undefined };
@@ -102,7 +109,7 @@ export function createCallObserver(options: CallObserverOptions): Interceptor {
         ...(outcome.rows === undefined ? {} : { rows: outcome.rows }),
         ...(outcome.errno === undefined ? {} : { errno: outcome.errno }),
         credential: principalFrom(req.contextValues).name || undefined,
-        ...(fault ? { err: outcome.error, cause: outcome.error?.cause } : {}),
+        ...(fault ? { err: outcome.error, cause: causeOf(outcome.error) } : {}),
       };
       logger[level](line, fault ? "call failed" : ms > slowCallMs ? "slow call" : "call");
     };
