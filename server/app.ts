@@ -15,9 +15,9 @@ import type { Database } from "./mysql/database.js";
 import { createCallObserver } from "./observability/call-observer.js";
 import type { Logger } from "./observability/logger.js";
 import { createMetrics } from "./observability/metrics.js";
+import { kClientCertificateName, type PrincipalLimits } from "./principal.js";
 import { routes } from "./routes.js";
 import { createCoreInjector, type GatewayCore } from "./services/context-values.js";
-import { kClientCertificateName, type PrincipalLimits } from "./services/principal.js";
 import {
   clientCertificateName,
   createOnePortServer,

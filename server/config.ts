@@ -8,7 +8,7 @@
  * README's configuration table is checked against this list by a test.
  */
 
-import type { PrincipalLimits } from "./services/principal.js";
+import type { PrincipalLimits } from "./principal.js";
 
 export interface ListenAddress {
   readonly host: string;

@@ -11,7 +11,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { createCredential } from "./auth/credential-tool.js";
 import { parseCredentials } from "./auth/credentials.js";
-import { type Role, roles } from "./services/principal.js";
+import { type Role, roles } from "./principal.js";
 
 const usage = `Usage:
   sqlgate credential create --file FILE --name NAME [--database DB] [--role ROLE] [--replace]

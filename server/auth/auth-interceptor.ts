@@ -20,7 +20,7 @@ import {
   kPrincipal,
   type Principal,
   type PrincipalLimits,
-} from "../services/principal.js";
+} from "../principal.js";
 import { presentedCredential } from "./authorization-header.js";
 import { createCallLimiter } from "./call-limiter.js";
 import type { Credential, CredentialStore } from "./credentials.js";

@@ -6,7 +6,7 @@
  * gateway without credentials) has no limits of its own.
  */
 import { limitExceeded } from "../mysql/errors.js";
-import type { Principal } from "../services/principal.js";
+import type { Principal } from "../principal.js";
 
 interface Usage {
   inFlight: number;

@@ -7,7 +7,7 @@
 import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { isMap, isSeq, parseDocument } from "yaml";
-import { type Role, roles } from "../services/principal.js";
+import { type Role, roles } from "../principal.js";
 import { credentialNamePattern, parseCredentials } from "./credentials.js";
 import { hashPassword } from "./password-hash.js";
 

@@ -22,7 +22,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { parse } from "yaml";
-import { type PrincipalLimits, type Role, roles } from "../services/principal.js";
+import { type PrincipalLimits, type Role, roles } from "../principal.js";
 import { isPasswordHash, verifyPassword } from "./password-hash.js";
 
 export interface Credential {

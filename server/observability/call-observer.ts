@@ -15,7 +15,7 @@ import { randomUUID } from "node:crypto";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { stdSerializers } from "pino";
-import { principalFrom } from "../services/principal.js";
+import { principalFrom } from "../principal.js";
 import type { Logger } from "./logger.js";
 import type { CallMetrics } from "./metrics.js";
 

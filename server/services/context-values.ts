@@ -8,9 +8,9 @@ import { Code, ConnectError, createContextKey, type Interceptor } from "@connect
 import type { Ingest } from "../ingest/ingest.js";
 import type { ConnectionSource } from "../mysql/connection-source.js";
 import type { Database } from "../mysql/database.js";
+import type { Principal } from "../principal.js";
 import type { SessionRegistry } from "../sessions/session-registry.js";
 import type { SqlExecutor } from "../sql/sql-executor.js";
-import type { Principal } from "./principal.js";
 
 /** Where a principal's statements run. */
 export interface Scope {

@@ -13,10 +13,10 @@ import {
   StreamExecuteResponseSchema,
 } from "../../gen/sqlgate/v1/database_pb.js";
 import type { ConnectionSource } from "../mysql/connection-source.js";
+import { type Principal, principalFrom } from "../principal.js";
 import type { IsolationLevel as SqlIsolationLevel } from "../sessions/session-registry.js";
 import type { CallOptions, ExecutedStatement } from "../sql/sql-executor.js";
 import { coreFrom, type GatewayCore } from "./context-values.js";
-import { type Principal, principalFrom } from "./principal.js";
 
 /** Where a request's statements run: its transaction's connection, or the pool. */
 function sourceFor(

@@ -14,8 +14,8 @@ import {
 import type { CallDeadline } from "../ingest/group-commit.js";
 import type { Durability as CoreDurability, StreamChunk } from "../ingest/ingest.js";
 import type { ConflictPolicy } from "../ingest/ingest-target.js";
+import { principalFrom } from "../principal.js";
 import { coreFrom, type GatewayCore } from "./context-values.js";
-import { principalFrom } from "./principal.js";
 
 function durabilityOf(d: Durability): CoreDurability | undefined {
   if (d === Durability.BUFFERED) return "buffered";

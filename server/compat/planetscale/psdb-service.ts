@@ -22,8 +22,8 @@ import {
 import type { QueryResult } from "../../../gen/vitess/query/v22/query_pb.js";
 import type { RPCError } from "../../../gen/vitess/vtrpc/v22/vtrpc_pb.js";
 import type { PlanetScaleConfig } from "../../config.js";
+import { type Principal, principalFrom } from "../../principal.js";
 import { coreFrom, type GatewayCore } from "../../services/context-values.js";
-import { type Principal, principalFrom } from "../../services/principal.js";
 import type { RawResult } from "../../sql/execute-text.js";
 import type { CallOptions } from "../../sql/sql-executor.js";
 import { parseSqlText } from "../../sql/sql-text.js";
