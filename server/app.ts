@@ -10,6 +10,7 @@ import { type FastifyInstance, fastify, LogController } from "fastify";
 import { Database as PsdbDatabase } from "../gen/psdb/v1alpha1/database_pb.js";
 import { createAuthInterceptor } from "./auth/auth-interceptor.js";
 import type { CredentialStore } from "./auth/credentials.js";
+import { createForwarding } from "./cluster/forwarding.js";
 import type { LimitsConfig } from "./config.js";
 import type { Database } from "./mysql/database.js";
 import { createCallObserver } from "./observability/call-observer.js";
@@ -18,6 +19,7 @@ import { createMetrics } from "./observability/metrics.js";
 import { kClientCertificateName, type PrincipalLimits } from "./principal.js";
 import { routes } from "./routes.js";
 import { createCoreInjector, type GatewayCore } from "./services/context-values.js";
+import type { TokenCodec } from "./sessions/session-token.js";
 import {
   clientCertificateName,
   createOnePortServer,
@@ -39,6 +41,10 @@ export interface AppOptions {
   readonly credentials: CredentialStore | undefined;
   /** Each credential's limits unless it sets its own. */
   readonly credentialLimits: PrincipalLimits;
+  /** Signs tokens and hops between replicas. */
+  readonly codec: TokenCodec;
+  /** This replica's name and the replicas sessions may be forwarded to. */
+  readonly cluster: { readonly node: string; readonly peers: readonly string[] };
   readonly limits: LimitsConfig;
   readonly logger: Logger;
   readonly tls?: TlsOptions | undefined;
@@ -81,7 +87,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
       metrics: metrics.calls,
       slowCallMs: options.slowCallMs,
     }),
-    createAuthInterceptor(options.credentials, options.credentialLimits),
+    createAuthInterceptor(options.credentials, options.credentialLimits, options.codec),
+    createForwarding({ ...options.cluster, codec: options.codec }),
     createCoreInjector(options.core),
   ];
   await app.register(fastifyConnectPlugin, {

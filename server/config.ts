@@ -39,8 +39,10 @@ export interface TransactionsConfig {
   readonly maxLifetimeMs: number;
   /** Secrets that verify transaction tokens; the first signs. Empty: one random per process. */
   readonly tokenSecrets: readonly string[];
-  /** The name this replica puts in its tokens. */
+  /** The URL other replicas reach this one at, which its tokens carry. */
   readonly nodeUrl: string | undefined;
+  /** The replicas sessions may be forwarded to (SQLGATE_PEERS). */
+  readonly peers: readonly string[];
 }
 
 export interface IngestConfig {
@@ -219,8 +221,15 @@ export const settings: readonly Setting[] = [
   },
   {
     name: "SQLGATE_NODE_URL",
-    defaultValue: "(unset: a random name per process)",
-    description: "This replica's name in the transaction tokens it issues.",
+    defaultValue: "(unset: from SQLGATE_LISTEN, else a random name)",
+    description:
+      "The URL other replicas reach this one at; its tokens carry it, so that a call reaching another replica is forwarded here. Required with SQLGATE_PEERS when listening on a wildcard address.",
+  },
+  {
+    name: "SQLGATE_PEERS",
+    defaultValue: "(unset: no forwarding)",
+    description:
+      "Comma-separated URLs of the replicas (this one may be among them). A call whose session another replica holds is forwarded to it only if it is listed here; else `failed_precondition`.",
   },
   {
     name: "SQLGATE_INGEST_CONNECTIONS",
@@ -478,7 +487,11 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       idleTimeoutMs: int("SQLGATE_TRANSACTION_IDLE_TIMEOUT_MS", 1),
       maxLifetimeMs: int("SQLGATE_TRANSACTION_MAX_LIFETIME_MS", 1),
       tokenSecrets,
-      nodeUrl: env.SQLGATE_NODE_URL || undefined,
+      nodeUrl: nodeUrlOf(env.SQLGATE_NODE_URL, listen, certFile !== undefined),
+      peers: (env.SQLGATE_PEERS ?? "")
+        .split(",")
+        .map((peer) => peer.trim().replace(/\/$/, ""))
+        .filter((peer) => peer !== ""),
     },
     ingest: {
       connections: int("SQLGATE_INGEST_CONNECTIONS", 1, 1000),
@@ -538,11 +551,36 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       `SQLGATE_LISTEN=${config.listen.host}:${config.listen.port} is not a loopback address, and no SQLGATE_CREDENTIALS_FILE is set: anyone who can reach it could use the database. Set SQLGATE_CREDENTIALS_FILE (see \`sqlgate credential create\`), or SQLGATE_ALLOW_INSECURE=true if a proxy in front authenticates`,
     );
   }
+  if (config.transactions.peers.length > 0 && config.transactions.nodeUrl === undefined) {
+    problems.push(
+      "SQLGATE_PEERS is set but this replica has no URL: set SQLGATE_NODE_URL (required when listening on a wildcard address or port 0)",
+    );
+  }
+  for (const peer of config.transactions.peers) {
+    if (!/^https?:\/\/[^/]+$/.test(peer)) {
+      problems.push(`SQLGATE_PEERS: ${peer} is not a replica URL (http://host:port)`);
+    }
+  }
   if (config.ingest.logMaxBytes < config.ingest.logSegmentBytes) {
     problems.push("SQLGATE_INGEST_LOG_MAX_BYTES must be at least SQLGATE_INGEST_LOG_SEGMENT_BYTES");
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return deepFreeze(config);
+}
+
+/**
+ * This replica's URL: SQLGATE_NODE_URL, else the listen address (a wildcard
+ * or port 0 names no reachable URL: then undefined, a random name).
+ */
+function nodeUrlOf(
+  given: string | undefined,
+  listen: ListenAddress,
+  tls: boolean,
+): string | undefined {
+  if (given) return given.replace(/\/$/, "");
+  if (listen.port === 0 || listen.host === "0.0.0.0" || listen.host === "::") return undefined;
+  const host = listen.host.includes(":") ? `[${listen.host}]` : listen.host;
+  return `${tls ? "https" : "http"}://${host}:${listen.port}`;
 }
 
 /** Whether `host` names this machine only (127.0.0.0/8, ::1, localhost). */

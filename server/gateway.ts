@@ -74,11 +74,8 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
       ? config.transactions.tokenSecrets.map((secret) => Buffer.from(secret))
       : [randomBytes(32)],
   );
-  const sessions = createSessionRegistry({
-    ...config.transactions,
-    node: config.transactions.nodeUrl ?? `sqlgate-${randomBytes(6).toString("hex")}`,
-    codec,
-  });
+  const node = config.transactions.nodeUrl ?? `sqlgate-${randomBytes(6).toString("hex")}`;
+  const sessions = createSessionRegistry({ ...config.transactions, node, codec });
   const closing = new AbortController();
   const scopes = new Map<string, Scope>();
   const core: GatewayCore = {
@@ -122,6 +119,8 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
     slowCallMs: config.log.slowCallMs,
     credentials,
     credentialLimits: config.auth.credentialLimits,
+    codec,
+    cluster: { node, peers: config.transactions.peers },
     limits: config.limits,
     logger: options.logger,
     tls: options.tls,

@@ -15,12 +15,14 @@ import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionV1alpha } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { IngestService } from "../../gen/sqlgate/v1/ingest_pb.js";
+import { hopHeader, verifyHop } from "../cluster/hop.js";
 import {
   kClientCertificateName,
   kPrincipal,
   type Principal,
   type PrincipalLimits,
 } from "../principal.js";
+import type { TokenCodec } from "../sessions/session-token.js";
 import { presentedCredential } from "./authorization-header.js";
 import { createCallLimiter } from "./call-limiter.js";
 import type { Credential, CredentialStore } from "./credentials.js";
@@ -92,22 +94,37 @@ async function* releasingAfter<T>(messages: AsyncIterable<T>, release: () => voi
 export function createAuthInterceptor(
   store: CredentialStore | undefined,
   defaults: PrincipalLimits,
+  codec: TokenCodec,
 ): Interceptor {
   const limiter = createCallLimiter();
+  const principalOf = (credential: Credential): Principal => ({
+    name: credential.name,
+    database: credential.database,
+    role: credential.role,
+    limits: { ...defaults, ...credential.limits },
+    account: credential.account,
+  });
   return (next) => async (req) => {
+    const hop = req.header.get(hopHeader);
+    if (hop !== null) {
+      // Forwarded by another replica, which authenticated and limited it.
+      const name = verifyHop(codec, hop);
+      const credential = name === undefined || store === undefined ? undefined : store.get(name);
+      if (name === undefined || (store !== undefined && credential === undefined)) {
+        throw unauthenticated(
+          "a forwarded call whose hop does not verify (SQLGATE_TOKEN_SECRET differs?)",
+        );
+      }
+      if (credential !== undefined) req.contextValues.set(kPrincipal, principalOf(credential));
+      return next(req);
+    }
     if (store === undefined || openServices.has(req.service.typeName)) return next(req);
     const credential = await authenticate(
       store,
       req.header.get("authorization"),
       req.contextValues.get(kClientCertificateName),
     );
-    const principal: Principal = {
-      name: credential.name,
-      database: credential.database,
-      role: credential.role,
-      limits: { ...defaults, ...credential.limits },
-      account: credential.account,
-    };
+    const principal = principalOf(credential);
     checkRole(principal, req.service.typeName);
     req.contextValues.set(kPrincipal, principal);
     const release = limiter.enter(principal);
