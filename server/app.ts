@@ -70,6 +70,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
         tls: options.tls,
         maxConcurrentStreams: options.maxConcurrentStreams ?? 10_000,
         keepAliveTimeoutMs: 65_000,
+        bodyTimeoutMs: options.limits.maxTimeoutMs,
       }) as unknown as Server,
   });
 

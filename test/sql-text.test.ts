@@ -91,6 +91,26 @@ describe("parseSqlText", () => {
     );
   });
 
+  test("sees every way a statement may make a read-only session writable", () => {
+    const writable = (sql: string) => parseSqlText(sql, "verbatim").changesAccessMode;
+    for (const sql of [
+      "SET SESSION TRANSACTION READ WRITE",
+      "START TRANSACTION READ WRITE",
+      "SET @@session.tx_read_only = 0",
+      "SET SESSION `tx_read_only` = 0",
+      'SET SESSION "transaction_read_only" = 0',
+      "SET STATEMENT `TX_READ_ONLY`=0 FOR DELETE FROM t",
+      "SET STATEMENT max_statement_time = 1 FOR DELETE FROM t",
+      "PREPARE s FROM 'SET SESSION tx_read_only = 0'",
+      "EXECUTE s",
+    ]) {
+      assert.equal(writable(sql), true, sql);
+    }
+    for (const sql of ["SELECT @@tx_read_only", "SELECT 'READ WRITE'", "SET @x = 'tx_read_only'"]) {
+      assert.equal(writable(sql), false, sql);
+    }
+  });
+
   test("verbatim mode leaves placeholders and values in the text", () => {
     const parsed = parseSqlText("SELECT '?', :a, ? FROM t;", "verbatim");
     assert.equal(parsed.sql, "SELECT '?', :a, ? FROM t");

@@ -40,6 +40,12 @@ const codeByErrno: ReadonlyMap<number, Code> = new Map<number, Code>([
   [1406, Code.InvalidArgument], // ER_DATA_TOO_LONG
   [1136, Code.InvalidArgument], // ER_WRONG_VALUE_COUNT_ON_ROW
   [1065, Code.InvalidArgument], // ER_EMPTY_QUERY
+  [1390, Code.InvalidArgument], // ER_PS_MANY_PARAM: more than 65,535 placeholders
+  [1193, Code.InvalidArgument], // ER_UNKNOWN_SYSTEM_VARIABLE
+  [1300, Code.InvalidArgument], // ER_INVALID_CHARACTER_STRING
+  [1243, Code.InvalidArgument], // ER_UNKNOWN_STMT_HANDLER
+  [1327, Code.InvalidArgument], // ER_SP_UNDECLARED_VAR
+  [1436, Code.ResourceExhausted], // ER_STACK_OVERRUN_NEED_MORE: an expression too deep
   [1052, Code.InvalidArgument], // ER_NON_UNIQ_ERROR: ambiguous column
   [1241, Code.InvalidArgument], // ER_OPERAND_COLUMNS
   [1242, Code.InvalidArgument], // ER_SUBQUERY_NO_1_ROW

@@ -77,6 +77,7 @@ function fromJsonValue(v: JsonValueMessage): unknown {
     case "numberValue":
       return Number.isSafeInteger(kind.value) ? TypedParameter.BIGINT(kind.value) : kind.value;
     case "stringValue":
+      return wellFormed(kind.value, "a parameter");
     case "boolValue":
       return kind.value;
     case "structValue":
@@ -85,6 +86,18 @@ function fromJsonValue(v: JsonValueMessage): unknown {
     default:
       return null;
   }
+}
+
+/**
+ * `text`, if it is well-formed Unicode. JSON's `\ud800` escapes can spell a
+ * lone surrogate, which has no UTF-8 form: mysql2 would send U+FFFD instead.
+ */
+function wellFormed(text: string, where: string): string {
+  // In `u` mode a pair is one code point: only a lone surrogate matches.
+  if (/\p{Cs}/u.test(text)) {
+    throw invalid(`${where} holds a lone UTF-16 surrogate: not Unicode text`);
+  }
+  return text;
 }
 
 /** A lossless parameter, bound with the MySQL type its kind names. */
@@ -103,7 +116,7 @@ function fromTypedValue(v: Value, where: string): unknown {
     case "temporalValue":
     case "jsonValue":
       // MariaDB rejects the JSON bind type; MySQL converts text to DATE/TIME/JSON exactly.
-      return kind.value;
+      return wellFormed(kind.value, where);
     case "decimalValue":
       if (!/^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(kind.value)) {
         throw invalid(`${where}: ${JSON.stringify(kind.value)} is not a decimal number`);

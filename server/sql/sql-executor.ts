@@ -336,7 +336,7 @@ interface BoundStatement {
 function checkAllowed(text: SqlText, call: CallOptions): void {
   if (call.readOnly && text.changesAccessMode) {
     throw new ConnectError(
-      "a read-only caller may not make the session or a transaction writable",
+      "a read-only caller may not make the session or a transaction writable, nor run SQL it cannot check (PREPARE, EXECUTE, SET STATEMENT)",
       Code.PermissionDenied,
     );
   }

@@ -40,8 +40,9 @@ export interface SqlText {
   readonly firstWord: string;
   /**
    * The statement may make the session or a transaction writable (`READ
-   * WRITE`, `transaction_read_only`, `tx_read_only`), which a read-only
-   * caller must not do.
+   * WRITE`, `transaction_read_only` or `tx_read_only`, quoted or not, `SET
+   * STATEMENT ... FOR`), or runs SQL text the gateway cannot read (PREPARE,
+   * EXECUTE): what a read-only caller must not do.
    */
   readonly changesAccessMode: boolean;
 }
@@ -72,6 +73,8 @@ const statefulFirstWords = new Set([
 ]);
 /** First words of statements that open a transaction or add to it. */
 const transactionFirstWords = new Set(["BEGIN", "START", "XA", "SAVEPOINT"]);
+/** Variables that set the access mode. */
+const accessModeWords = new Set(["TRANSACTION_READ_ONLY", "TX_READ_ONLY"]);
 /** Words anywhere that leave state behind (`CREATE TEMPORARY TABLE`, `GET_LOCK(...)`). */
 const statefulWords = new Set(["TEMPORARY", "GET_LOCK"]);
 
@@ -177,9 +180,11 @@ function scan(text: string, placeholders: boolean): SqlText {
     } else if (c === 39 /* ' */ || c === 34 /* " */ || c === 96 /* ` */) {
       const start = i;
       i = skipQuoted(text, i, c);
+      const quoted = text.slice(start + 1, i - 1).toUpperCase();
       // A quoted identifier can name a function too: `GET_LOCK`(...).
-      if (c === 96 && statefulWords.has(text.slice(start + 1, i - 1).toUpperCase()))
-        stateful = true;
+      if (c === 96 && statefulWords.has(quoted)) stateful = true;
+      // ... or a variable (with ANSI_QUOTES, in double quotes too).
+      if (c !== 39 && accessModeWords.has(quoted)) changesAccessMode = true;
       sawCode = true;
     } else if (c === 63 /* ? */ && placeholders) {
       positional++;
@@ -217,11 +222,7 @@ function scan(text: string, placeholders: boolean): SqlText {
       const word = text.slice(i, j).toUpperCase();
       if (firstWord === undefined) firstWord = word;
       else secondWord ??= word;
-      if (
-        (previousWord === "READ" && word === "WRITE") ||
-        word === "TRANSACTION_READ_ONLY" ||
-        word === "TX_READ_ONLY"
-      ) {
+      if ((previousWord === "READ" && word === "WRITE") || accessModeWords.has(word)) {
         changesAccessMode = true;
       }
       previousWord = word;
@@ -242,8 +243,14 @@ function scan(text: string, placeholders: boolean): SqlText {
   }
   const sql = (out + text.slice(copiedTo, end)).trimEnd();
   const sessionEffect = effectOf(firstWord ?? "", secondWord, stateful);
-  // Only SET and START TRANSACTION change the access mode (reading it is harmless).
-  changesAccessMode &&= firstWord === "SET" || firstWord === "START";
+  // Only SET and START TRANSACTION change the access mode (reading it is
+  // harmless); SET STATEMENT may set anything for its statement, and
+  // prepared statements run text that is not here to read.
+  changesAccessMode =
+    (changesAccessMode && (firstWord === "SET" || firstWord === "START")) ||
+    (firstWord === "SET" && secondWord === "STATEMENT") ||
+    firstWord === "PREPARE" ||
+    firstWord === "EXECUTE";
   const isRead = readFirstWords.has(firstWord ?? "");
   return names.length > 0
     ? {

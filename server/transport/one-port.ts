@@ -17,6 +17,7 @@ import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
 import type { Duplex } from "node:stream";
+import { Code, ConnectError } from "@connectrpc/connect";
 
 export type RequestHandler = (
   req: http.IncomingMessage | http2.Http2ServerRequest,
@@ -51,6 +52,11 @@ export interface OnePortOptions {
   readonly maxConcurrentStreams: number;
   /** How long an idle HTTP/1.1 keep-alive connection stays open. */
   readonly keepAliveTimeoutMs: number;
+  /**
+   * The longest a request body may take to arrive (SQLGATE_MAX_TIMEOUT_MS);
+   * a call's own deadline, if shorter, bounds it too.
+   */
+  readonly bodyTimeoutMs: number;
 }
 
 /** The server fastify listens on, with the hooks fastify's close() calls. */
@@ -72,6 +78,7 @@ export function createOnePortServer(
   handler: RequestHandler,
   options: OnePortOptions,
 ): OnePortServer {
+  handler = withBodyDeadline(handler, options.bodyTimeoutMs);
   const sessions = new Set<http2.ServerHttp2Session>();
   const trackSession = (session: http2.ServerHttp2Session) => {
     sessions.add(session);
@@ -208,4 +215,90 @@ function trackHttp1OverTls(
     },
   );
   return active;
+}
+
+/** The deadline a request names (Connect's or gRPC's header), in milliseconds. */
+function requestDeadlineMs(
+  req: http.IncomingMessage | http2.Http2ServerRequest,
+): number | undefined {
+  const connect = req.headers["connect-timeout-ms"];
+  if (typeof connect === "string" && /^\d+$/.test(connect)) return Number(connect);
+  const grpc = /^(\d+)([HMSmun])$/.exec(String(req.headers["grpc-timeout"] ?? ""));
+  if (!grpc) return undefined;
+  const unitMs: Record<string, number> = {
+    H: 3_600_000,
+    M: 60_000,
+    S: 1000,
+    m: 1,
+    u: 1e-3,
+    n: 1e-6,
+  };
+  return Number(grpc[1]) * (unitMs[grpc[2] ?? "S"] ?? 1000);
+}
+
+/** Content types of streams (Connect streaming, gRPC, gRPC-Web): their bodies may last. */
+const streamingTypes = /^application\/(connect\+|grpc)/;
+
+/**
+ * `handler`, with request bodies that must arrive in time: a unary body
+ * within the call's deadline and `maxMs`, a stream's (ingest streams last
+ * as long as their clients like) within the call's own deadline, if it has
+ * one. A client that sends its body too slowly (or never finishes it) gets
+ * 408 and its stream or connection closed, rather than holding a request
+ * open for as long as it likes.
+ */
+function withBodyDeadline(handler: RequestHandler, maxMs: number): RequestHandler {
+  return (req, res) => {
+    const deadline = requestDeadlineMs(req);
+    const streaming = streamingTypes.test(String(req.headers["content-type"] ?? ""));
+    const ms = streaming ? deadline : Math.min(deadline ?? maxMs, maxMs);
+    if (!req.complete && ms !== undefined) {
+      const timer = setTimeout(() => {
+        if (req.complete) return;
+        if (!res.headersSent) {
+          res.writeHead(408, { "content-type": "application/json", connection: "close" });
+          res.end(
+            JSON.stringify({
+              code: "deadline_exceeded",
+              message: `the request body did not arrive within ${ms} ms`,
+            }),
+          );
+        }
+        req.destroy();
+      }, ms);
+      const clear = () => clearTimeout(timer);
+      req.once("end", clear);
+      req.once("close", clear);
+    }
+    // Compressed bodies are checked by no one here: Connect decompresses them later.
+    const compressed =
+      req.headers["content-encoding"] !== undefined ||
+      req.headers["connect-content-encoding"] !== undefined;
+    if (!compressed && /json/.test(String(req.headers["content-type"] ?? ""))) checkUtf8(req);
+    handler(req, res);
+  };
+}
+
+/**
+ * Makes reading `req`'s body fail with `invalid_argument` at the first byte
+ * that is not UTF-8: JSON is text, and decoding it leniently would turn bad
+ * bytes into U+FFFD and store that (the binary codec already refuses them).
+ */
+function checkUtf8(req: http.IncomingMessage | http2.Http2ServerRequest): void {
+  const chunks = req[Symbol.asyncIterator].bind(req);
+  Object.defineProperty(req, Symbol.asyncIterator, {
+    value: async function* () {
+      const decoder = new TextDecoder("utf-8", { fatal: true });
+      try {
+        for await (const chunk of chunks()) {
+          decoder.decode(chunk as Uint8Array, { stream: true });
+          yield chunk;
+        }
+        decoder.decode();
+      } catch (err) {
+        if (!(err instanceof TypeError)) throw err;
+        throw new ConnectError("the request body is not valid UTF-8", Code.InvalidArgument);
+      }
+    },
+  });
 }

@@ -16,7 +16,7 @@ const codeByErrno: ReadonlyMap<number, VitessCode> = new Map([
   ...[
     1048, 1049, 1051, 1052, 1060, 1061, 1063, 1064, 1065, 1066, 1067, 1068, 1071, 1075, 1103, 1110,
     1136, 1149, 1166, 1193, 1210, 1221, 1222, 1231, 1232, 1241, 1242, 1264, 1265, 1292, 1366, 1367,
-    1406, 1411, 1441,
+    1406, 1411, 1441, 1243, 1300, 1327, 1390,
   ].map((errno) => [errno, VitessCode.INVALID_ARGUMENT] as const),
   // Objects that do not exist (vttablet counts an unknown column here).
   ...[1146, 1054, 1109, 1176, 1305].map((errno) => [errno, VitessCode.NOT_FOUND] as const),
@@ -29,7 +29,7 @@ const codeByErrno: ReadonlyMap<number, VitessCode> = new Map([
   ...[1044, 1045, 1095, 1142, 1143, 1227].map(
     (errno) => [errno, VitessCode.PERMISSION_DENIED] as const,
   ),
-  ...[1021, 1037, 1038, 1040, 1041, 1153, 1203, 1206].map(
+  ...[1021, 1037, 1038, 1040, 1041, 1153, 1203, 1206, 1436].map(
     (errno) => [errno, VitessCode.RESOURCE_EXHAUSTED] as const,
   ),
   [1205, VitessCode.DEADLINE_EXCEEDED], // lock wait timeout
@@ -38,6 +38,7 @@ const codeByErrno: ReadonlyMap<number, VitessCode> = new Map([
   [1235, VitessCode.UNIMPLEMENTED], // not supported yet
   [1053, VitessCode.UNAVAILABLE], // server shutdown
   [2006, VitessCode.UNAVAILABLE], // server gone
+  [1927, VitessCode.UNAVAILABLE], // connection killed (MariaDB)
   [2013, VitessCode.DEADLINE_EXCEEDED], // lost connection during query
 ]);
 
