@@ -96,14 +96,20 @@ test("Chromium over HTTP/3: the SDK's Execute, and a streamed result arriving as
       arrivalsMs.push(performance.now() - started);
       seqs.push(`${row.seq}:${row.pad.length}`);
     }
-    const resources = performance.getEntriesByType("resource") as PerformanceResourceTiming[];
+    // A streamed response's timing entry is added once its body has been read
+    // to the end, which may be a moment after the last row is handed over.
+    const entries = () =>
+      (performance.getEntriesByType("resource") as PerformanceResourceTiming[])
+        .map((e) => [new URL(e.name).pathname, e.nextHopProtocol])
+        .filter(([pathname]) => pathname?.startsWith("/sqlgate."));
+    for (let waited = 0; entries().length < 2 && waited < 3000; waited += 50) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
     return {
       rows: executed.rows.map((r) => ({ n: String(r.n), s: r.s })),
       seqs,
       arrivalsMs,
-      protocols: resources
-        .map((e) => [new URL(e.name).pathname, e.nextHopProtocol])
-        .filter(([pathname]) => pathname?.startsWith("/sqlgate.")),
+      protocols: entries(),
     };
   });
 
