@@ -48,6 +48,13 @@ export interface AppOptions {
   readonly limits: LimitsConfig;
   readonly logger: Logger;
   readonly tls?: TlsOptions | undefined;
+  /** Connection ageing and keepalive (see transport/one-port.ts). */
+  readonly connections?: {
+    readonly maxConnectionAgeMs: number;
+    readonly maxConnectionAgeGraceMs: number;
+    readonly keepaliveIntervalMs: number;
+    readonly keepaliveTimeoutMs: number;
+  };
   /** HTTP/2 streams per connection (default 10,000). */
   readonly maxConcurrentStreams?: number;
 }
@@ -71,6 +78,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
         maxConcurrentStreams: options.maxConcurrentStreams ?? 10_000,
         keepAliveTimeoutMs: 65_000,
         bodyTimeoutMs: options.limits.maxTimeoutMs,
+        ...options.connections,
       }) as unknown as Server,
   });
 

@@ -77,6 +77,13 @@ export interface AuthConfig {
   readonly credentialLimits: PrincipalLimits;
 }
 
+export interface ConnectionsConfig {
+  readonly maxConnectionAgeMs: number;
+  readonly maxConnectionAgeGraceMs: number;
+  readonly keepaliveIntervalMs: number;
+  readonly keepaliveTimeoutMs: number;
+}
+
 export interface ShutdownConfig {
   /** How long readiness is red before the gateway stops accepting calls. */
   readonly delayMs: number;
@@ -108,6 +115,7 @@ export interface Config {
   readonly planetscale: PlanetScaleConfig;
   readonly auth: AuthConfig;
   readonly shutdown: ShutdownConfig;
+  readonly connections: ConnectionsConfig;
   readonly tls: TlsConfig | undefined;
   readonly log: LogConfig;
 }
@@ -370,6 +378,28 @@ export const settings: readonly Setting[] = [
     description: "Human-readable logs for development instead of JSON lines.",
   },
   {
+    name: "SQLGATE_MAX_CONNECTION_AGE_MS",
+    defaultValue: "600000",
+    description:
+      "Client connections older than this (+/-10%) are asked to go: HTTP/2 gets GOAWAY (calls in flight finish), HTTP/1.1 `Connection: close`; clients reconnect and spread over the replicas. 0: never.",
+  },
+  {
+    name: "SQLGATE_MAX_CONNECTION_AGE_GRACE_MS",
+    defaultValue: "30000",
+    description: "How long an aged HTTP/2 connection's calls get to finish before it is closed.",
+  },
+  {
+    name: "SQLGATE_KEEPALIVE_INTERVAL_MS",
+    defaultValue: "30000",
+    description:
+      "HTTP/2 keepalive PINGs to each client this often; a connection whose PING is not answered within SQLGATE_KEEPALIVE_TIMEOUT_MS is closed. 0: none.",
+  },
+  {
+    name: "SQLGATE_KEEPALIVE_TIMEOUT_MS",
+    defaultValue: "20000",
+    description: "How long a keepalive PING may go unanswered.",
+  },
+  {
     name: "SQLGATE_SHUTDOWN_DELAY_MS",
     defaultValue: "0",
     description:
@@ -519,6 +549,12 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       readTimeoutMs: int("SQLGATE_PSDB_READ_TIMEOUT_MS", 1),
       writeTimeoutMs: int("SQLGATE_PSDB_WRITE_TIMEOUT_MS", 1),
       transactionTimeoutMs: int("SQLGATE_PSDB_TRANSACTION_TIMEOUT_MS", 1),
+    },
+    connections: {
+      maxConnectionAgeMs: int("SQLGATE_MAX_CONNECTION_AGE_MS", 0),
+      maxConnectionAgeGraceMs: int("SQLGATE_MAX_CONNECTION_AGE_GRACE_MS", 0),
+      keepaliveIntervalMs: int("SQLGATE_KEEPALIVE_INTERVAL_MS", 0),
+      keepaliveTimeoutMs: int("SQLGATE_KEEPALIVE_TIMEOUT_MS", 1),
     },
     shutdown: {
       delayMs: int("SQLGATE_SHUTDOWN_DELAY_MS", 0),

@@ -121,6 +121,7 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
     credentialLimits: config.auth.credentialLimits,
     codec,
     cluster: { node, peers: config.transactions.peers },
+    connections: config.connections,
     limits: config.limits,
     logger: options.logger,
     tls: options.tls,

@@ -57,6 +57,18 @@ export interface OnePortOptions {
    * a call's own deadline, if shorter, bounds it too.
    */
   readonly bodyTimeoutMs: number;
+  /** Connections older than this (+/-10%) are asked to go: 0 never. */
+  readonly maxConnectionAgeMs?: number;
+  /** How long an aged HTTP/2 connection's calls get to finish before it closes. */
+  readonly maxConnectionAgeGraceMs?: number;
+  /** HTTP/2 keepalive PINGs this often (0: none); an unanswered one closes the connection. */
+  readonly keepaliveIntervalMs?: number;
+  readonly keepaliveTimeoutMs?: number;
+}
+
+/** A connection's age limit, spread +/-10% so that clients do not reconnect in step. */
+function jittered(ms: number): number {
+  return Math.round(ms * (0.9 + Math.random() * 0.2));
 }
 
 /** The server fastify listens on, with the hooks fastify's close() calls. */
@@ -79,10 +91,49 @@ export function createOnePortServer(
   options: OnePortOptions,
 ): OnePortServer {
   handler = withBodyDeadline(handler, options.bodyTimeoutMs);
+  if ((options.maxConnectionAgeMs ?? 0) > 0)
+    handler = withHttp1Age(handler, options.maxConnectionAgeMs ?? 0);
   const sessions = new Set<http2.ServerHttp2Session>();
   const trackSession = (session: http2.ServerHttp2Session) => {
     sessions.add(session);
-    session.once("close", () => sessions.delete(session));
+    const timers: NodeJS.Timeout[] = [];
+    session.once("close", () => {
+      sessions.delete(session);
+      for (const timer of timers) clearTimeout(timer);
+    });
+    const age = options.maxConnectionAgeMs ?? 0;
+    if (age > 0) {
+      // Two GOAWAYs (RFC 9113 section 6.8): the first, naming the highest
+      // possible stream, tells the client to open no more streams while still
+      // accepting those already on their way; a second later, close() names
+      // the last stream taken, and the ones in flight finish within the grace.
+      const aged = setTimeout(() => {
+        if (session.closed || session.destroyed) return;
+        session.goaway(http2.constants.NGHTTP2_NO_ERROR, 2 ** 31 - 1);
+        timers.push(
+          setTimeout(() => {
+            if (!session.closed && !session.destroyed) session.close();
+          }, 1000).unref(),
+          setTimeout(() => session.destroy(), options.maxConnectionAgeGraceMs ?? 30_000).unref(),
+        );
+      }, jittered(age));
+      timers.push(aged.unref());
+    }
+    const every = options.keepaliveIntervalMs ?? 0;
+    if (every > 0) {
+      const pinger = setInterval(() => {
+        const answered = setTimeout(
+          () => session.destroy(),
+          options.keepaliveTimeoutMs ?? 20_000,
+        ).unref();
+        const sent = session.ping((err) => {
+          clearTimeout(answered);
+          if (err) session.destroy();
+        });
+        if (!sent) clearTimeout(answered);
+      }, every);
+      timers.push(pinger.unref() as unknown as NodeJS.Timeout);
+    }
   };
   let closing = false;
   let reaper: NodeJS.Timeout | undefined;
@@ -234,6 +285,29 @@ function requestDeadlineMs(
     n: 1e-6,
   };
   return Number(grpc[1]) * (unitMs[grpc[2] ?? "S"] ?? 1000);
+}
+
+/** When each HTTP/1.1 connection may be asked to go. */
+const http1Deadlines = new WeakMap<object, number>();
+
+/**
+ * `handler`, answering on an HTTP/1.1 connection older than `ageMs` (+/-10%)
+ * with `Connection: close`, so that its client reconnects (and a balancer
+ * may send it elsewhere), as HTTP/2 connections get GOAWAY.
+ */
+function withHttp1Age(handler: RequestHandler, ageMs: number): RequestHandler {
+  return (req, res) => {
+    if (req.httpVersionMajor === 1) {
+      const socket = req.socket;
+      let until = http1Deadlines.get(socket);
+      if (until === undefined) {
+        until = Date.now() + jittered(ageMs);
+        http1Deadlines.set(socket, until);
+      }
+      if (Date.now() > until) (res as http.ServerResponse).shouldKeepAlive = false;
+    }
+    handler(req, res);
+  };
 }
 
 /** Content types of streams (Connect streaming, gRPC, gRPC-Web): their bodies may last. */
