@@ -5,9 +5,6 @@
  * warnings), from the real process.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
 import { test } from "node:test";
 import { Code, ConnectError, createClient, createContextValues } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
@@ -35,11 +32,8 @@ function sample(
 
 test("metrics and call logs after real calls", async (t) => {
   const db = await createTestDatabase(t);
-  const dir = mkdtempSync(path.join(os.tmpdir(), "sqlgate-obs-"));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
   const gateway = await startGatewayChild(t, {
     SQLGATE_MYSQL_URL: db.url,
-    SQLGATE_DATA_DIR: dir,
     SQLGATE_LOG_LEVEL: "debug",
     SQLGATE_SLOW_CALL_MS: "200",
   });

@@ -4,9 +4,6 @@
  * every acknowledged write is in MySQL, and the process exits 0.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
 import { test } from "node:test";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
@@ -17,11 +14,8 @@ import { createTestDatabase } from "./support/mysql.js";
 test("SIGTERM under load: accepted calls finish, acknowledged writes stay, exit 0", async (t) => {
   const db = await createTestDatabase(t);
   await db.admin.query("CREATE TABLE writes (caller INT, n INT, PRIMARY KEY (caller, n))");
-  const dir = mkdtempSync(path.join(os.tmpdir(), "sqlgate-shutdown-"));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
   const gateway = await startGatewayChild(t, {
     SQLGATE_MYSQL_URL: db.url,
-    SQLGATE_DATA_DIR: dir,
     SQLGATE_SHUTDOWN_DELAY_MS: "400",
     SQLGATE_SHUTDOWN_GRACE_MS: "10000",
   });

@@ -3,6 +3,9 @@
  * what only a process can show: start-up, signals, and crashes (SIGKILL).
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 
 export interface GatewayChild {
   readonly child: ChildProcess;
@@ -43,13 +46,22 @@ export function waitForLog(
   });
 }
 
-/** Starts the gateway with `env` on top of the parent's, and waits until it listens. */
+/**
+ * Starts the gateway with `env` on top of the parent's, and waits until it
+ * listens. Without SQLGATE_DATA_DIR it gets a temporary one of its own.
+ */
 export async function startGatewayChild(
   t: { after(fn: () => unknown): void },
   env: Record<string, string>,
 ): Promise<GatewayChild> {
+  let dataDir = env.SQLGATE_DATA_DIR;
+  if (dataDir === undefined) {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "sqlgate-child-"));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    dataDir = dir;
+  }
   const child = spawn(process.execPath, ["--import", "tsx", "server/main.ts"], {
-    env: { ...process.env, SQLGATE_LISTEN: "127.0.0.1:0", ...env },
+    env: { ...process.env, SQLGATE_LISTEN: "127.0.0.1:0", SQLGATE_DATA_DIR: dataDir, ...env },
     stdio: ["ignore", "pipe", "inherit"],
   });
   t.after(() => child.kill("SIGKILL"));
