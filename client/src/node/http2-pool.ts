@@ -248,27 +248,16 @@ export function createPooledHttp2Transport(options: PooledHttp2Options): PooledH
     },
   };
 
-  const connect = createConnectTransport({
+  // A call refused with REFUSED_STREAM is not resent: behind HAProxy 2.6 a
+  // backend that died while running the call is reported so too
+  // (haproxy/haproxy#3414), so it does not prove the call never ran.
+  const transport = createConnectTransport({
     baseUrl: options.baseUrl,
     httpVersion: "2",
     sessionManager: pool,
     useBinaryFormat: options.useBinaryFormat ?? true,
     interceptors: options.interceptors ?? [],
   });
-  // A unary call sent on a session the gateway was just closing (GOAWAY:
-  // connection ageing, a restart) is refused unprocessed (RFC 9113 section
-  // 8.7), so sending it again is safe, whatever it does: once, elsewhere.
-  const transport: Transport = {
-    async unary(...args) {
-      try {
-        return await connect.unary(...args);
-      } catch (err) {
-        if (!refusedUnprocessed(err)) throw err;
-        return connect.unary(...args);
-      }
-    },
-    stream: (...args) => connect.stream(...args),
-  };
 
   return {
     transport,
@@ -292,12 +281,4 @@ export function createPooledHttp2Transport(options: PooledHttp2Options): PooledH
       for (const slot of slots) slot.manager.abort(reason);
     },
   };
-}
-
-/** Whether `err` is HTTP/2's REFUSED_STREAM: the peer did not process the request at all. */
-function refusedUnprocessed(err: unknown): boolean {
-  for (let e: unknown = err; e instanceof Error; e = e.cause) {
-    if (e.message.includes("NGHTTP2_REFUSED_STREAM")) return true;
-  }
-  return false;
 }
