@@ -97,8 +97,9 @@ export function createMetrics(sources: MetricsSources): Metrics {
       this.set(sources.sessions.size);
     },
   });
-  /** Label children per method, so that a call does not hash its labels. */
+  /** Label children per method (and code), so that a call does not hash its labels. */
   const byMethod = new Map<string, Histogram.Internal<"method">>();
+  const byMethodAndCode = new Map<string, Counter.Internal>();
   const ingest = () => sources.ingest.stats();
   const gauge = (name: string, help: string, read: (s: IngestCounters) => number) =>
     new Gauge({
@@ -156,7 +157,13 @@ export function createMetrics(sources: MetricsSources): Metrics {
     registry,
     calls: {
       record(method, code, seconds) {
-        callsTotal.inc({ method, code });
+        const key = `${method} ${code}`;
+        let counter = byMethodAndCode.get(key);
+        if (counter === undefined) {
+          counter = callsTotal.labels(method, code);
+          byMethodAndCode.set(key, counter);
+        }
+        counter.inc();
         let histogram = byMethod.get(method);
         if (histogram === undefined) {
           histogram = callSeconds.labels(method);
