@@ -111,9 +111,12 @@ fi
 
 config="$state/haproxy.cfg"
 map="$state/owners.map"
-# owners.map: the value of `sqlgate-owner` -> that replica's own backend.
-for name in "${names[@]}"; do
-  echo "$name owner_$name"
+# owners.map: the value of `sqlgate-owner` -> that replica's own backend. The
+# SDK sends the replica's URL (its SQLGATE_NODE_URL, http://ADDRESS, from the
+# `sqlgate-node` answer header); a person may send its name.
+for i in "${!names[@]}"; do
+  echo "${names[$i]} owner_${names[$i]}"
+  echo "http://${addresses[$i]} owner_${names[$i]}"
 done >"$map.tmp"
 mv "$map.tmp" "$map"
 

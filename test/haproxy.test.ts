@@ -513,7 +513,15 @@ test("scripts/haproxy.sh renders the template for a list of replicas and haproxy
   assert.equal(lines.filter((line) => line.startsWith("retry-on")).length, 1);
   assert.equal(
     readFileSync(path.join(stateDir, "owners.map"), "utf8"),
-    "g1 owner_g1\ng2 owner_g2\ng3 owner_g3\n",
+    [
+      "g1 owner_g1",
+      "http://127.0.0.1:19001 owner_g1",
+      "g2 owner_g2",
+      "http://127.0.0.1:19002 owner_g2",
+      "g3 owner_g3",
+      "http://10.0.0.3:8080 owner_g3",
+      "",
+    ].join("\n"),
   );
 
   const refused = async (extra: Record<string, string>, message: RegExp) => {
@@ -531,4 +539,61 @@ test("scripts/haproxy.sh renders the template for a list of replicas and haproxy
   await run("scripts/haproxy.sh", ["--check"], {
     env: { ...env, SQLGATE_HAPROXY_LISTEN: "0.0.0.0:18081", SQLGATE_HAPROXY_ALLOW_PUBLIC: "true" },
   });
+});
+
+test("transactions through the balancer: forwarded to their owner without a header; routed to it with the SDK's", async (t) => {
+  const { db, replicas, haproxy } = await threeBehindHaproxy(t);
+  await db.admin.query("CREATE TABLE accounts (id INT PRIMARY KEY, balance INT)");
+  await db.admin.query("INSERT INTO accounts VALUES (1, 100), (2, 0)");
+
+  // A plain Connect client: the balancer spreads the transaction's calls over
+  // the replicas, and each forwards them to the owner.
+  const client = createClient(
+    DatabaseService,
+    createConnectTransport({ baseUrl: haproxy.baseUrl, httpVersion: "2" }),
+  );
+  let owner = "";
+  const { session } = await client.beginTransaction(
+    {},
+    { onHeader: (h) => (owner = h.get("sqlgate-node") ?? "") },
+  );
+  const backends = new Set<string>();
+  const connectionIds = new Set<unknown>();
+  for (let i = 0; i < 6; i++) {
+    const res = await client.execute(
+      { session, sql: "SELECT CONNECTION_ID()" },
+      {
+        onHeader: (h) => {
+          backends.add(h.get("sqlgate-backend") ?? "");
+          assert.equal(h.get("sqlgate-node"), owner, "the owner answered");
+        },
+      },
+    );
+    connectionIds.add(res.rows[0]?.values[0]?.kind.value);
+  }
+  await client.execute({ session, sql: "UPDATE accounts SET balance = balance - 10 WHERE id = 1" });
+  await client.execute({ session, sql: "UPDATE accounts SET balance = balance + 10 WHERE id = 2" });
+  const [before] = (await db.admin.query(
+    "SELECT SUM(balance) AS s, MIN(balance) AS m FROM accounts",
+  )) as unknown as [{ s: string; m: number }[]];
+  assert.equal(before[0]?.m, 0, "isolation: nothing visible before the commit");
+  await client.commitTransaction({ session });
+  assert.ok(backends.size >= 2, `calls reached ${[...backends].join(", ")}`);
+  assert.equal(connectionIds.size, 1, "every statement ran on the owner's connection");
+  assert.ok(replicas.some((r) => r.url === owner));
+
+  // The SDK names the owner in `sqlgate-owner`: the balancer sends its calls there.
+  const { createClient: createSdk } = await import("../client/src/index.js");
+  const sdk = createSdk({ url: haproxy.baseUrl });
+  t.after(() => sdk.close());
+  await sdk.transaction(async (tx) => {
+    for (let i = 0; i < 4; i++) await tx.execute("SELECT CONNECTION_ID()");
+    await tx.execute("UPDATE accounts SET balance = balance + 1 WHERE id = 2");
+  });
+  const [after] = (await db.admin.query(
+    "SELECT balance FROM accounts WHERE id = 2",
+  )) as unknown as [{ balance: number }[]];
+  assert.equal(after[0]?.balance, 11);
+  const log = haproxy.output();
+  assert.match(log, /owner_g\d/, "the SDK's calls went through an owner backend");
 });

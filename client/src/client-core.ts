@@ -307,7 +307,7 @@ export function createSqlRunner(
             session,
             options: statementOptions(options),
           },
-          callOptions(options),
+          callOptions(options, hooks.headers),
         );
         return resultFrom(response, options.as ?? "object", valueOptions(defaults, options));
       } catch (err) {
@@ -329,7 +329,7 @@ export function createSqlRunner(
             session,
             options: statementOptions(options),
           },
-          callOptions(options),
+          callOptions(options, hooks.headers),
         );
         const shape = options.as ?? "object";
         const values = valueOptions(defaults, options);
@@ -340,7 +340,7 @@ export function createSqlRunner(
     },
 
     stream(sql: string, params?: Params, options: StreamOptions = {}) {
-      return createRowStream(db, session, sql, params, options, defaults, guard, fail);
+      return createRowStream(db, session, sql, params, options, defaults, hooks, fail);
     },
   } as SqlRunner;
 }
@@ -357,8 +357,9 @@ function statementOptions(options: QueryOptions): MessageInitShape<typeof Execut
   };
 }
 
-function callOptions(options: QueryOptions): CallOptions {
+function callOptions(options: QueryOptions, headers?: Record<string, string>): CallOptions {
   return {
+    ...(headers !== undefined ? { headers } : {}),
     ...(options.signal !== undefined ? { signal: options.signal } : {}),
     ...(options.timeoutMs !== undefined && options.timeoutMs > 0
       ? { timeoutMs: options.timeoutMs }
@@ -406,9 +407,10 @@ function createRowStream(
   params: Params | undefined,
   options: StreamOptions,
   defaults: ValueOptions,
-  guard: (() => void) | undefined,
+  hooks: RunnerHooks,
   fail: (reason: unknown) => never,
 ): RowStream<unknown> {
+  const guard = hooks.before;
   let fields: Field[] | undefined;
   let summary: StreamSummary | undefined;
   let iterated = false;
@@ -430,7 +432,7 @@ function createRowStream(
           session,
           options: statementOptions(options),
         },
-        { ...callOptions(options), signal: abort.signal },
+        { ...callOptions(options, hooks.headers), signal: abort.signal },
       );
       let decode: RowDecoder | undefined;
       for await (const message of responses) {

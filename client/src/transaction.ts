@@ -49,7 +49,16 @@ export interface RunnerHooks {
   before?(): void;
   /** Sees every error a call rejects with (a transaction notes conflicts). */
   onError?(err: DatabaseError): void;
+  /** Headers every call sends (the transaction's owner, for a balancer to route by). */
+  readonly headers?: Record<string, string>;
 }
+
+/**
+ * The header naming the replica that holds a transaction (the `sqlgate-node`
+ * its BeginTransaction answer carried): a balancer can route its calls
+ * straight there (deploy/haproxy), and any replica forwards them anyway.
+ */
+export const ownerHeader = "sqlgate-owner";
 
 /**
  * Runs `fn` as `SqlgateClient.transaction` documents. `runnerFor(session,
@@ -86,14 +95,22 @@ export async function runTransaction<T, Runner extends object>(
   const callOptions = options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {};
   for (let attempt = 0; ; attempt++) {
     let session: string;
+    let owner: string | null = null;
     try {
       ({ session } = await db.beginTransaction(
         { isolation, readOnly: options.readOnly ?? false },
-        callOptions,
+        {
+          ...callOptions,
+          onHeader: (header: Headers) => {
+            owner = header.get("sqlgate-node");
+          },
+        },
       ));
     } catch (err) {
       throw databaseErrorFrom(err);
     }
+    const headers: Record<string, string> = owner === null ? {} : { [ownerHeader]: owner };
+    const endOptions = { ...callOptions, headers };
 
     // Calls through `tx` after the transaction ended (a promise the callback
     // did not await) are refused here rather than sent with a dead token.
@@ -110,6 +127,7 @@ export async function runTransaction<T, Runner extends object>(
       onError(err) {
         if (isTransactionConflict(err)) conflictSeen = true;
       },
+      headers,
     });
     const tx = { ...runner, session };
 
@@ -122,7 +140,7 @@ export async function runTransaction<T, Runner extends object>(
       // already, after a deadlock; the network) must not hide the callback's
       // error, and leaves nothing open for long: the gateway rolls back
       // transactions that stay idle (SQLGATE_TRANSACTION_IDLE_TIMEOUT_MS).
-      await db.rollbackTransaction({ session }, callOptions).catch(() => undefined);
+      await db.rollbackTransaction({ session }, endOptions).catch(() => undefined);
       if (attempt < retries && (conflictSeen || isTransactionConflict(err))) {
         await sleep(backoffDelayMs(attempt, retryBackoff));
         continue;
@@ -132,7 +150,7 @@ export async function runTransaction<T, Runner extends object>(
 
     ended = "committed";
     try {
-      await db.commitTransaction({ session }, callOptions);
+      await db.commitTransaction({ session }, endOptions);
     } catch (reason) {
       const err = databaseErrorFrom(reason);
       ended = "its commit failed";
