@@ -237,7 +237,7 @@ export const settings: readonly Setting[] = [
     name: "SQLGATE_PEERS",
     defaultValue: "(unset: no forwarding)",
     description:
-      "Comma-separated URLs of the replicas (this one may be among them). A call whose session another replica holds is forwarded to it only if it is listed here; else `failed_precondition`.",
+      "Comma-separated replicas: URLs (this one may be among them), or a DNS name and port whose addresses are the replicas (a Kubernetes headless Service: `sqlgate-headless:8080`, looked up again as replicas change). A call whose session another replica holds is forwarded to it only if it is one of these; else `failed_precondition`.",
   },
   {
     name: "SQLGATE_INGEST_CONNECTIONS",
@@ -593,8 +593,10 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     );
   }
   for (const peer of config.transactions.peers) {
-    if (!/^https?:\/\/[^/]+$/.test(peer)) {
-      problems.push(`SQLGATE_PEERS: ${peer} is not a replica URL (http://host:port)`);
+    if (!/^https?:\/\/[^/]+$/.test(peer) && !/^[A-Za-z0-9.-]+:\d+$/.test(peer)) {
+      problems.push(
+        `SQLGATE_PEERS: ${peer} is neither a replica URL (http://host:port) nor a DNS name and port (name:port)`,
+      );
     }
   }
   if (config.ingest.logMaxBytes < config.ingest.logSegmentBytes) {

@@ -70,3 +70,40 @@ test("systemd: the unit verifies and runs the built entry point", async () => {
   const { stderr } = await run("systemd-analyze", ["verify", "deploy/systemd/sqlgate.service"]);
   assert.doesNotMatch(stderr, /error|invalid|unknown/i, stderr);
 });
+
+test("Kubernetes: replicas find each other through the headless Service; the StatefulSet keeps each log on a volume", () => {
+  const load = (file: string) =>
+    parseAllDocuments(readFileSync(file, "utf8")).map((doc) => doc.toJS()) as {
+      kind: string;
+      metadata: { name: string };
+      spec: Record<string, unknown> & {
+        template?: {
+          spec: {
+            containers: {
+              env: { name: string; value?: string }[];
+              volumeMounts: { name: string; mountPath: string }[];
+            }[];
+          };
+        };
+      };
+    }[];
+  const deploymentFile = load("deploy/kubernetes/sqlgate.yaml");
+  const headless = deploymentFile.find((m) => m.kind === "Service" && m.spec.clusterIP === "None");
+  for (const workload of [
+    deploymentFile.find((m) => m.kind === "Deployment"),
+    load("deploy/kubernetes/sqlgate-statefulset.yaml").find((m) => m.kind === "StatefulSet"),
+  ]) {
+    const env = workload?.spec.template?.spec.containers[0]?.env ?? [];
+    const value = (name: string) => env.find((e) => e.name === name)?.value;
+    assert.equal(value("SQLGATE_PEERS"), `${headless?.metadata.name}:8080`, workload?.kind);
+    assert.match(value("SQLGATE_NODE_URL") ?? "", /^http:\/\/\$\(POD_IP\):8080$/);
+  }
+  const statefulSet = load("deploy/kubernetes/sqlgate-statefulset.yaml")[0];
+  const claims = statefulSet?.spec.volumeClaimTemplates as { metadata: { name: string } }[];
+  const mounts = statefulSet?.spec.template?.spec.containers[0]?.volumeMounts ?? [];
+  const dataDir = statefulSet?.spec.template?.spec.containers[0]?.env.find(
+    (e) => e.name === "SQLGATE_DATA_DIR",
+  )?.value;
+  assert.equal(mounts.find((m) => m.mountPath === dataDir)?.name, claims[0]?.metadata.name);
+  assert.equal(statefulSet?.spec.serviceName, headless?.metadata.name);
+});

@@ -46,12 +46,18 @@ async function refusal(promise: Promise<unknown>): Promise<ConnectError> {
   assert.fail("the call succeeded");
 }
 
-async function twoReplicas(t: Parameters<typeof createTestDatabase>[0], extraPeers: string[] = []) {
+async function twoReplicas(
+  t: Parameters<typeof createTestDatabase>[0],
+  extraPeers: string[] = [],
+  peersByName = false,
+) {
   const db = await createTestDatabase(t);
   await db.admin.query("CREATE TABLE items (id INT PRIMARY KEY)");
   const ports = [await freePort(), await freePort()];
   const urls = ports.map((port) => `http://127.0.0.1:${port}`);
-  const peers = [...urls, ...extraPeers].join(",");
+  // By name: as a headless Service gives, a DNS name whose address is the replica's.
+  const listed = peersByName ? ports.map((port) => `localhost:${port}`) : urls;
+  const peers = [...listed, ...extraPeers].join(",");
   const replicas: TestGateway[] = [];
   for (const [i, port] of ports.entries()) {
     replicas.push(
@@ -154,6 +160,16 @@ test("an owner that is gone: unavailable at once, saying the transaction is lost
   assert.equal(err.code, Code.Unavailable);
   assert.match(err.message, /cannot be reached; its transaction is lost/);
   assert.ok(performance.now() - started < 2000);
+});
+
+test("SQLGATE_PEERS given as DNS names and ports: the owner is found by its address", async (t) => {
+  const { replicas } = await twoReplicas(t, [], true);
+  const [a, b] = replicas.map((r) => databaseClient(r.baseUrl));
+  const { session } = (await a?.beginTransaction({})) ?? { session: "" };
+  const onA = await a?.execute({ session, sql: "SELECT CONNECTION_ID()" });
+  const onB = await b?.execute({ session, sql: "SELECT CONNECTION_ID()" });
+  assert.equal(onB?.rows[0]?.values[0]?.kind.value, onA?.rows[0]?.values[0]?.kind.value);
+  await b?.rollbackTransaction({ session });
 });
 
 test("PlanetScale sessions holding a connection are forwarded too", async (t) => {

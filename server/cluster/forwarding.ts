@@ -25,11 +25,12 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { principalFrom } from "../principal.js";
 import type { TokenCodec } from "../sessions/session-token.js";
 import { hopFor, hopHeader, nodeHeader } from "./hop.js";
+import { createPeers } from "./peers.js";
 
 export interface ForwardingOptions {
   /** This replica's name (SQLGATE_NODE_URL), as its tokens carry it. */
   readonly node: string;
-  /** The replicas calls may be forwarded to (SQLGATE_PEERS). */
+  /** The replicas calls may be forwarded to (SQLGATE_PEERS: URLs, or DNS names and ports). */
   readonly peers: readonly string[];
   readonly codec: TokenCodec;
 }
@@ -61,7 +62,7 @@ function isConnectionFailure(err: ConnectError): boolean {
 }
 
 export function createForwarding(options: ForwardingOptions): Interceptor {
-  const peers = new Set(options.peers.map((p) => p.replace(/\/$/, "")));
+  const peers = createPeers(options.peers, options.node.startsWith("https:") ? "https" : "http");
   const transports = new Map<string, Transport>();
   const transportTo = (owner: string): Transport => {
     let transport = transports.get(owner);
@@ -106,7 +107,7 @@ export function createForwarding(options: ForwardingOptions): Interceptor {
         Code.FailedPrecondition,
       );
     }
-    if (!peers.has(owner)) {
+    if (!(await peers.has(owner))) {
       throw new ConnectError(
         `this session belongs to replica ${owner}, which is not one of SQLGATE_PEERS`,
         Code.FailedPrecondition,
