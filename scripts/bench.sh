@@ -3,7 +3,7 @@
 # server binary exists, builds dist/, then runs the point-query benchmark, the
 # StreamExecute one and the two ingest ones, each of which starts its own
 # private MariaDB and the gateway as a separate process.
-# BENCH_ONLY=point, stream, ingest-write or ingest-stream runs just one of them.
+# BENCH_ONLY=point, stream, ingest-write, ingest-stream or forwarding runs just one of them.
 # Other settings: BENCH_SECONDS, BENCH_RUNS, BENCH_WARMUP_SECONDS,
 # BENCH_POOL_SIZE, BENCH_ROWS, BENCH_CALLERS (see bench/point-query.ts);
 # BENCH_STREAM_ROWS, BENCH_SLOW_FACTOR, BENCH_SLOW_STALL_SECONDS (see
@@ -15,9 +15,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 only="${BENCH_ONLY:-}"
 case "$only" in
-  "" | point | stream | ingest-write | ingest-stream) ;;
+  "" | point | stream | ingest-write | ingest-stream | forwarding) ;;
   *)
-    echo "bench: BENCH_ONLY must be point, stream, ingest-write or ingest-stream, not '$only'" >&2
+    echo "bench: BENCH_ONLY must be point, stream, ingest-write, ingest-stream or forwarding, not '$only'" >&2
     exit 2
     ;;
 esac
@@ -28,3 +28,4 @@ if run point; then node dist/bench/point-query.js "$@"; fi
 if run stream; then node dist/bench/stream-execute.js "$@"; fi
 if run ingest-write; then node dist/bench/ingest-write.js "$@"; fi
 if run ingest-stream; then node dist/bench/ingest-stream.js "$@"; fi
+if run forwarding; then node dist/bench/forwarding.js "$@"; fi

@@ -19,6 +19,8 @@ export interface GatewayProcessOptions {
   readonly dataDir: string;
   /** Extra SQLGATE_* settings. */
   readonly env?: Readonly<Record<string, string>>;
+  /** A port chosen beforehand (to name it to other replicas); default: a free one. */
+  readonly port?: number;
   /** Extra node options, e.g. `--cpu-prof`. */
   readonly nodeArgs?: readonly string[];
 }
@@ -52,7 +54,7 @@ function exited(child: ChildProcess): Promise<void> {
 
 export async function startGatewayProcess(options: GatewayProcessOptions): Promise<GatewayProcess> {
   const mainJs = fileURLToPath(new URL("../../server/main.js", import.meta.url));
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const child = spawn(process.execPath, [...(options.nodeArgs ?? []), mainJs], {
     env: {
       ...process.env,
