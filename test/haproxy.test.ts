@@ -25,7 +25,7 @@ import {
   ExecuteResponseSchema,
 } from "../gen/sqlgate/v1/database_pb.js";
 import { createTestDatabase, runningStatements, waitUntilGone } from "./support/mysql.js";
-import { type Replica, startHaproxy, startReplicas } from "./support/replicas.js";
+import { type Replica, restartReplica, startHaproxy, startReplicas } from "./support/replicas.js";
 
 const run = promisify(execFile);
 const executePath = "/sqlgate.v1.DatabaseService/Execute";
@@ -596,4 +596,43 @@ test("transactions through the balancer: forwarded to their owner without a head
   assert.equal(after[0]?.balance, 11);
   const log = haproxy.output();
   assert.match(log, /owner_g\d/, "the SDK's calls went through an owner backend");
+});
+
+test("a rolling restart of every replica under SDK load: not one call fails, no write is lost", async (t) => {
+  const { db, replicas, haproxy } = await threeBehindHaproxy(t, {
+    SQLGATE_SHUTDOWN_DELAY_MS: "1500",
+  });
+  await db.admin.query("CREATE TABLE rolled (id INT PRIMARY KEY)");
+  const { createClient: createSdk } = await import("../client/src/index.js");
+  const sdk = createSdk({ url: haproxy.baseUrl });
+  t.after(() => sdk.close());
+  let running = true;
+  const failures: string[] = [];
+  let acknowledged = 0;
+  const callers = Array.from({ length: 6 }, async (_, caller) => {
+    for (let n = 0; running; n++) {
+      try {
+        await sdk.execute("INSERT INTO rolled VALUES (?)", [caller * 1_000_000 + n]);
+        acknowledged++;
+      } catch (err) {
+        failures.push(String(err));
+        await sleep(5);
+      }
+    }
+  });
+  await sleep(500);
+  for (const replica of replicas) {
+    replica.process.child.kill("SIGTERM");
+    assert.equal(await replica.process.exited, 0, `${replica.name} exited cleanly`);
+    await restartReplica(t, replica);
+    await haproxy.waitForServers((servers) =>
+      servers.some((s) => s.server === replica.name && s.status === "UP"),
+    );
+  }
+  await sleep(500);
+  running = false;
+  await Promise.all(callers);
+  t.diagnostic(`${acknowledged} writes through a rolling restart, ${failures.length} failed`);
+  assert.deepEqual(failures, []);
+  assert.equal(await countRows(db.admin, "rolled"), acknowledged);
 });

@@ -30,6 +30,8 @@ export interface Replica {
   /** `http://127.0.0.1:<port>`: also its SQLGATE_NODE_URL. */
   readonly url: string;
   readonly process: GatewayChild;
+  /** Its settings, to start it again as it was (restartReplica). */
+  readonly env: Record<string, string>;
 }
 
 export interface StartReplicasOptions {
@@ -74,18 +76,24 @@ export async function startReplicas(t: After, options: StartReplicasOptions): Pr
   return Promise.all(
     ports.map(async (port, i) => {
       const url = urls[i] as string;
-      // startGatewayChild gives each its own temporary SQLGATE_DATA_DIR.
-      const child = await startGatewayChild(t, {
+      const env = {
         SQLGATE_MYSQL_URL: options.mysqlUrl,
         SQLGATE_LISTEN: `127.0.0.1:${port}`,
         SQLGATE_NODE_URL: url,
         SQLGATE_PEERS: urls.join(","),
         SQLGATE_TOKEN_SECRET: tokenSecret,
         ...options.env,
-      });
-      return { name: `g${i + 1}`, port, url, process: child };
+      };
+      // startGatewayChild gives each its own temporary SQLGATE_DATA_DIR.
+      const child = await startGatewayChild(t, env);
+      return { name: `g${i + 1}`, port, url, process: child, env };
     }),
   );
+}
+
+/** Starts `replica` again (after it stopped) on its port, with its settings. */
+export async function restartReplica(t: After, replica: Replica): Promise<Replica> {
+  return { ...replica, process: await startGatewayChild(t, replica.env) };
 }
 
 /** One server's row of HAProxy's `show stat` (the columns the tests read). */
