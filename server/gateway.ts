@@ -77,21 +77,19 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
   const node = config.transactions.nodeUrl ?? `sqlgate-${randomBytes(6).toString("hex")}`;
   const sessions = createSessionRegistry({ ...config.transactions, node, codec });
   const closing = new AbortController();
-  const scopes = new Map<string, Scope>();
+  const scopes = new Map<Database, Scope>();
   const core: GatewayCore = {
     sql: createSqlExecutor({
       ...config.limits,
       acquireTimeoutMs: config.mysql.acquireTimeoutMs,
     }),
     scopeFor(principal) {
-      const name = principal.database ?? db.databaseName;
-      const { user = "", password = "" } = principal.account ?? {};
-      const key = `${user}\u0000${password}\u0000${name}`;
-      let scope = scopes.get(key);
+      // One scope per set of pools (databases.forTarget keeps those).
+      const pools = databases.forTarget(principal.database, principal.account);
+      let scope = scopes.get(pools);
       if (scope === undefined) {
-        const pools = databases.forTarget(name, principal.account);
-        scope = { database: name, pool: poolSource(pools), db: pools };
-        scopes.set(key, scope);
+        scope = { database: pools.databaseName, pool: poolSource(pools), db: pools };
+        scopes.set(pools, scope);
       }
       return scope;
     },

@@ -22,6 +22,7 @@ import { createCredential } from "../server/auth/credential-tool.js";
 import { CredentialsFileError, parseCredentials } from "../server/auth/credentials.js";
 import { hashPassword } from "../server/auth/password-hash.js";
 import { ConfigError, loadConfig } from "../server/config.js";
+import { refusal } from "./support/clients.js";
 import { startGateway, type TestGateway } from "./support/gateway.js";
 import { createTestDatabase } from "./support/mysql.js";
 
@@ -47,15 +48,6 @@ function clients(gateway: TestGateway, authorization: string | undefined) {
 
 const basic = (name: string, password: string) =>
   `Basic ${Buffer.from(`${name}:${password}`).toString("base64")}`;
-
-async function refusal(promise: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await promise;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  assert.fail("the call succeeded");
-}
 
 describe("credentials", () => {
   let gateway: TestGateway;

@@ -8,21 +8,14 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { test } from "node:test";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { createTokenCodec } from "../server/sessions/session-token.js";
-import { databaseClient } from "./support/clients.js";
+import { databaseClient, refusal } from "./support/clients.js";
 import { startGateway, type TestGateway } from "./support/gateway.js";
 import { createTestDatabase, waitUntilGone } from "./support/mysql.js";
+import { freePorts } from "./support/replicas.js";
 
 const secret = "a-shared-token-secret-of-32-chars-or-more";
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** A TCP listener that counts the connections made to it. */
 async function countingListener(t: { after(fn: () => unknown): void }) {
@@ -37,15 +30,6 @@ async function countingListener(t: { after(fn: () => unknown): void }) {
   return { url: `http://127.0.0.1:${port}`, connections: () => connections };
 }
 
-async function refusal(promise: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await promise;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  assert.fail("the call succeeded");
-}
-
 async function twoReplicas(
   t: Parameters<typeof createTestDatabase>[0],
   extraPeers: string[] = [],
@@ -53,7 +37,7 @@ async function twoReplicas(
 ) {
   const db = await createTestDatabase(t);
   await db.admin.query("CREATE TABLE items (id INT PRIMARY KEY)");
-  const ports = [await freePort(), await freePort()];
+  const ports = await freePorts(2);
   const urls = ports.map((port) => `http://127.0.0.1:${port}`);
   // By name: as a headless Service gives, a DNS name whose address is the replica's.
   const listed = peersByName ? ports.map((port) => `localhost:${port}`) : urls;

@@ -24,6 +24,7 @@ import {
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { principalFrom } from "../principal.js";
 import type { TokenCodec } from "../sessions/session-token.js";
+import { deadlineMsOf } from "../transport/deadline-header.js";
 import { hopFor, hopHeader, nodeHeader } from "./hop.js";
 import { createPeers } from "./peers.js";
 
@@ -117,7 +118,7 @@ export function createForwarding(options: ForwardingOptions): Interceptor {
     const method = (client as unknown as Record<string, (m: unknown, o: object) => unknown>)[
       (req.method as DescMethod).localName
     ];
-    const timeoutMs = deadlineOf(req.header);
+    const timeoutMs = deadlineMsOf((name) => req.header.get(name));
     const callOptions = {
       signal: req.signal,
       ...(timeoutMs === undefined ? {} : { timeoutMs }),
@@ -154,25 +155,6 @@ export function createForwarding(options: ForwardingOptions): Interceptor {
       throw isConnectionFailure(error) ? unreachable(owner, error) : error;
     }
   };
-}
-
-/** gRPC's timeout units, in milliseconds. */
-const grpcUnits: Record<string, number> = {
-  H: 3_600_000,
-  M: 60_000,
-  S: 1000,
-  m: 1,
-  u: 1e-3,
-  n: 1e-6,
-};
-
-/** The call's deadline in milliseconds, from Connect's or gRPC's header, if it has one. */
-function deadlineOf(header: Headers): number | undefined {
-  const connect = header.get("connect-timeout-ms");
-  if (connect !== null && /^\d+$/.test(connect)) return Number(connect);
-  const grpc = /^(\d+)([HMSmun])$/.exec(header.get("grpc-timeout") ?? "");
-  if (grpc) return Math.max(1, Math.ceil(Number(grpc[1]) * (grpcUnits[grpc[2] ?? "S"] ?? 1000)));
-  return undefined;
 }
 
 /**

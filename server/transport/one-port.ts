@@ -18,6 +18,7 @@ import http2 from "node:http2";
 import net from "node:net";
 import type { Duplex } from "node:stream";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { deadlineMsOf } from "./deadline-header.js";
 
 export type RequestHandler = (
   req: http.IncomingMessage | http2.Http2ServerRequest,
@@ -268,25 +269,6 @@ function trackHttp1OverTls(
   return active;
 }
 
-/** The deadline a request names (Connect's or gRPC's header), in milliseconds. */
-function requestDeadlineMs(
-  req: http.IncomingMessage | http2.Http2ServerRequest,
-): number | undefined {
-  const connect = req.headers["connect-timeout-ms"];
-  if (typeof connect === "string" && /^\d+$/.test(connect)) return Number(connect);
-  const grpc = /^(\d+)([HMSmun])$/.exec(String(req.headers["grpc-timeout"] ?? ""));
-  if (!grpc) return undefined;
-  const unitMs: Record<string, number> = {
-    H: 3_600_000,
-    M: 60_000,
-    S: 1000,
-    m: 1,
-    u: 1e-3,
-    n: 1e-6,
-  };
-  return Number(grpc[1]) * (unitMs[grpc[2] ?? "S"] ?? 1000);
-}
-
 /** When each HTTP/1.1 connection may be asked to go. */
 const http1Deadlines = new WeakMap<object, number>();
 
@@ -323,7 +305,10 @@ const streamingTypes = /^application\/(connect\+|grpc)/;
  */
 function withBodyDeadline(handler: RequestHandler, maxMs: number): RequestHandler {
   return (req, res) => {
-    const deadline = requestDeadlineMs(req);
+    const deadline = deadlineMsOf((name) => {
+      const value = req.headers[name];
+      return typeof value === "string" ? value : undefined;
+    });
     const streaming = streamingTypes.test(String(req.headers["content-type"] ?? ""));
     const ms = streaming ? deadline : Math.min(deadline ?? maxMs, maxMs);
     if (!req.complete && ms !== undefined) {

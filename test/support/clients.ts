@@ -4,6 +4,7 @@
  * binary, gRPC, gRPC-Web), @grpc/grpc-js, curl over HTTP/1.1 and h2c, and
  * `buf curl`. Tests run the same assertions through all of them.
  */
+import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
 import { promisify } from "node:util";
 import {
@@ -182,4 +183,14 @@ export function allClients(baseUrl: string, port: number): ExecuteClient[] {
 /** A typed DatabaseService client over connect-node's Connect transport. */
 export function databaseClient(baseUrl: string, httpVersion: "1.1" | "2" = "2") {
   return createClient(DatabaseService, createConnectTransport({ baseUrl, httpVersion }));
+}
+
+/** The ConnectError `promise` rejects with; fails the test if it resolves. */
+export async function refusal(promise: Promise<unknown>): Promise<ConnectError> {
+  try {
+    await promise;
+  } catch (err) {
+    return ConnectError.from(err);
+  }
+  assert.fail("the call succeeded");
 }
