@@ -133,6 +133,7 @@ async function stopLeftover(
 async function initialise(
   server: string,
   dataDir: string,
+  tmpDir: string,
   log: (m: string) => void,
 ): Promise<void> {
   mkdirSync(dataDir, { recursive: true });
@@ -146,6 +147,7 @@ async function initialise(
       ...(isRoot ? ["--user=root"] : []),
       "--auth-root-authentication-method=normal",
       "--skip-test-db",
+      `--tmpdir=${tmpDir}`,
     ]);
   } else {
     // MySQL 5.7+ initialises itself; root@localhost gets an empty password.
@@ -153,6 +155,7 @@ async function initialise(
       "--no-defaults",
       "--initialize-insecure",
       `--datadir=${dataDir}`,
+      `--tmpdir=${tmpDir}`,
       ...(isRoot ? ["--user=root"] : []),
     ]);
   }
@@ -194,10 +197,14 @@ export async function startEmbeddedMysql(options: EmbeddedMysqlOptions): Promise
   const errorLog = path.join(dir, "mysqld.err");
   const socketPath = socketPathFor(dir);
   const filesDir = path.join(dir, "files");
+  // A private tmpdir: a server starting up deletes every `#sql*` file in its
+  // tmpdir, which in a shared /tmp are other servers' temporary tables.
+  const tmpDir = path.join(dir, "tmp");
   const database = options.database ?? "sqlgate";
   mkdirSync(filesDir, { recursive: true });
+  mkdirSync(tmpDir, { recursive: true });
   await stopLeftover(pidFile, dataDir, log);
-  if (!existsSync(path.join(dataDir, "mysql"))) await initialise(server, dataDir, log);
+  if (!existsSync(path.join(dataDir, "mysql"))) await initialise(server, dataDir, tmpDir, log);
 
   const port = options.port ?? (await freePort());
   const isRoot = process.getuid?.() === 0;
@@ -216,6 +223,7 @@ export async function startEmbeddedMysql(options: EmbeddedMysqlOptions): Promise
       // Server-side file access (LOAD DATA INFILE, SELECT ... INTO OUTFILE,
       // LOAD_FILE()) is confined to an empty private directory.
       `--secure-file-priv=${filesDir}`,
+      `--tmpdir=${tmpDir}`,
       "--character-set-server=utf8mb4",
       "--collation-server=utf8mb4_general_ci",
       "--max-connections=2000",
