@@ -205,6 +205,39 @@ function startLoad(baseUrl: string, table: string) {
   };
 }
 
+/**
+ * SDK callers reading through HAProxy until stopped: three over HTTP/2, one
+ * over HTTP/1.1. A read whose call is lost is resent by the SDK itself.
+ */
+async function startSdkReads(baseUrl: string) {
+  const { createClient: createSdk } = await import("../client/src/index.js");
+  const h2 = createSdk({ url: baseUrl });
+  const h1 = createSdk({ url: baseUrl, httpVersion: "1.1" });
+  let running = true;
+  let reads = 0;
+  const failures: string[] = [];
+  const callers = [h2, h2, h2, h1].map(async (sdk, caller) => {
+    for (let n = 0; running; n++) {
+      try {
+        const { rows } = await sdk.execute("SELECT ? AS n", [caller * 1_000_000 + n]);
+        assert.equal(rows[0]?.n, BigInt(caller * 1_000_000 + n));
+        reads++;
+      } catch (err) {
+        failures.push(String(err));
+        await sleep(5);
+      }
+    }
+  });
+  return {
+    async stop() {
+      running = false;
+      await Promise.all(callers);
+      await Promise.all([h2.close(), h1.close()]);
+      return { reads, failures };
+    },
+  };
+}
+
 /** Rows in `table`, read directly from MySQL. */
 async function countRows(admin: { query(sql: string): Promise<unknown> }, table: string) {
   const [rows] = (await admin.query(`SELECT COUNT(*) AS n FROM ${table}`)) as [{ n: number }[]];
@@ -291,6 +324,7 @@ test("sqlgate-owner reaches its replica; a dead owner answers 503 while other ca
   );
 
   const load = startLoad(haproxy.baseUrl, "calls");
+  const sdkReads = await startSdkReads(haproxy.baseUrl);
   let markedDownAt = Number.POSITIVE_INFINITY;
   await sleep(500);
 
@@ -316,6 +350,7 @@ test("sqlgate-owner reaches its replica; a dead owner answers 503 while other ca
   await downWatch;
   await sleep(500);
   const calls = await load.stop();
+  const reads = await sdkReads.stop();
 
   const failed = calls.filter((c) => c.error !== undefined);
   const afterDown = calls.filter((c) => c.started > markedDownAt);
@@ -326,6 +361,7 @@ test("sqlgate-owner reaches its replica; a dead owner answers 503 while other ca
       `ms ${ownedAfterKill.map((o) => Math.round(o.ms)).join(" ")}`,
   );
   for (const f of failed) t.diagnostic(`failed: ${f.error}`);
+  t.diagnostic(`SDK reads: ${reads.reads}, failed ${reads.failures.length}`);
 
   // Owned calls from the kill on: 503, or a stream HAProxy reset with
   // REFUSED_STREAM (sent on its connection to g2 as g2 died); never an answer.
@@ -357,6 +393,9 @@ test("sqlgate-owner reaches its replica; a dead owner answers 503 while other ca
   // Every acknowledged insert is there; a resent one would have failed on the key.
   const rows = await countRows(db.admin, "calls");
   assert.ok(rows >= calls.length - failed.length && rows <= calls.length);
+  // Stateless reads through the SDK: a lost one is resent, none fails.
+  assert.ok(reads.reads > 0);
+  assert.deepEqual(reads.failures, [], "no SDK read failed");
 
   const after = await servedBy(transport, 12);
   assert.deepEqual([...after.keys()].sort(), ["g1", "g3"], "the survivors share the calls");
@@ -412,9 +451,10 @@ async function replicaRunningACall(replicas: readonly Replica[]): Promise<Replic
   return busy[0] as Replica;
 }
 
-test("a replica dying mid-call: HAProxy resets the stream as refused, and a gRPC client resends it", async (t) => {
+test("a replica dying mid-call: HAProxy resets the stream as refused; grpc-js resends it, the SDK only a read", async (t) => {
   const { db, replicas, haproxy } = await threeBehindHaproxy(t);
   await db.admin.query("CREATE TABLE probe (id INT AUTO_INCREMENT PRIMARY KEY, tag VARCHAR(20))");
+  const live = [...replicas];
   /** A one-second INSERT through `send`; its replica is killed while MySQL runs it. */
   const killMidCall = async (tag: string, send: (sql: string) => Promise<unknown>) => {
     const outcome = send(
@@ -428,11 +468,14 @@ test("a replica dying mid-call: HAProxy resets the stream as refused, and a gRPC
       assert.ok(Date.now() < until, "the statement reached MySQL");
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
-    const victim = await replicaRunningACall(replicas);
+    const victim = await replicaRunningACall(live);
     victim.process.child.kill("SIGKILL");
     const result = await outcome;
     // MySQL does not notice that the replica is gone: the statement runs to its end.
     await waitUntilGone(db.admin, tag, 5000);
+    // The next case starts with all three replicas up again.
+    live[live.indexOf(victim)] = await restartReplica(t, victim);
+    await haproxy.waitForServers((servers) => servers.every((s) => s.status === "UP"));
     const [rows] = (await db.admin.query("SELECT COUNT(*) AS n FROM probe WHERE tag = ?", [
       tag,
     ])) as unknown as [{ n: number }[]];
@@ -473,6 +516,20 @@ test("a replica dying mid-call: HAProxy resets the stream as refused, and a gRPC
   t.diagnostic(`grpc-js: killed ${viaGrpcJs.victim}; ${viaGrpcJs.result}; rows ${viaGrpcJs.rows}`);
   assert.equal(viaGrpcJs.result, "ok");
   assert.equal(viaGrpcJs.rows, 2, "one call, two INSERTs");
+
+  // The SDK resends a read whose replica died under it (running it twice
+  // changes nothing), and never a write.
+  const { createClient: createSdk } = await import("../client/src/index.js");
+  const sdk = createSdk({ url: haproxy.baseUrl });
+  t.after(() => sdk.close());
+  const sdkWrite = await killMidCall("sdk_write", (sql) => sdk.execute(sql));
+  const sdkRead = await killMidCall("sdk_read", () =>
+    sdk.execute("SELECT SLEEP(1) AS slept /* sdk_read */"),
+  );
+  t.diagnostic(`SDK: write ${sdkWrite.result}; read ${sdkRead.result}`);
+  assert.ok(sdkWrite.result instanceof ConnectError);
+  assert.equal(sdkWrite.rows, 1, "the write ran once and was not resent");
+  assert.equal(sdkRead.result, "ok", "the read was resent to a live replica");
 });
 
 test("scripts/haproxy.sh renders the template for a list of replicas and haproxy -c accepts it", async (t) => {

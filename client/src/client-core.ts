@@ -26,6 +26,7 @@ import { databaseErrorFrom } from "./database-error.js";
 import { createIngestClient, type IngestClient } from "./ingest.js";
 import { createUnaryIngestClient } from "./ingest-unary.js";
 import { type Params, paramFieldsFromJs } from "./params.js";
+import { defaultReadRetries, isReadStatement, withReadRetries } from "./read-retry.js";
 import {
   createRowDecoder,
   pickValueOptions,
@@ -209,6 +210,14 @@ export interface ClientCoreOptions extends ValueOptions {
    * SQLGATE_DEFAULT_TIMEOUT_MS.
    */
   readonly timeoutMs?: number;
+  /**
+   * How many times a read outside a transaction is sent again when its call
+   * was lost (the gateway died, restarted or could not be reached; see
+   * read-retry.ts), within the call's deadline. Default 2; 0 never resends.
+   * Reads are calls whose every statement starts with SELECT, SHOW, VALUES
+   * or TABLE, or that run with `readOnly`. Writes are never resent.
+   */
+  readonly readRetries?: number;
 }
 
 /**
@@ -229,7 +238,7 @@ export function createClientCore(
   const ingestClient = createConnectClient(IngestService, transport);
   const defaults = pickValueOptions(options);
   let closed: Promise<void> | undefined;
-  const runner = createSqlRunner(db, "", defaults);
+  const runner = createSqlRunner(db, "", defaults, {}, readRetriesFrom(options.readRetries));
   return {
     ...runner,
     transaction: (fn, txOptions = {}) =>
@@ -269,6 +278,16 @@ function withDefaultTimeout(transport: Transport, timeoutMs: number): Transport 
   };
 }
 
+function readRetriesFrom(value: number | undefined): number {
+  if (value === undefined) return defaultReadRetries;
+  if (!Number.isInteger(value) || value < 0) {
+    throw new RangeError(
+      `readRetries: expected a whole number of at least 0, got ${String(value)}`,
+    );
+  }
+  return value;
+}
+
 /**
  * Over unary Writes, a writer's "stream" defaults to one chunk: each Write
  * is then acknowledged and retried on its own (see ingest-unary.ts).
@@ -283,12 +302,40 @@ function unaryIngest(ingest: IngestClient): IngestClient {
 
 type DatabaseClient = Client<typeof DatabaseService>;
 
-/** The SQL methods on `session` ("" outside a transaction). */
+/**
+ * Sends a call of `statements` with `send`; when they all read and
+ * `retries` allows, again after a lost attempt (read-retry.ts), each
+ * attempt with what is left of the call's deadline.
+ */
+export type CallSender = <T>(
+  statements: readonly string[],
+  options: QueryOptions,
+  send: (callOptions: CallOptions) => Promise<T>,
+) => Promise<T>;
+
+function callSender(retries: number, headers?: Record<string, string>): CallSender {
+  return (statements, options, send) => {
+    const reads = options.readOnly === true || statements.every(isReadStatement);
+    if (retries === 0 || !reads) return send(callOptions(options, headers));
+    const timeoutMs =
+      options.timeoutMs !== undefined && options.timeoutMs > 0 ? options.timeoutMs : undefined;
+    return withReadRetries({ retries, timeoutMs, signal: options.signal }, (left) =>
+      send(callOptions(left === undefined ? options : { ...options, timeoutMs: left }, headers)),
+    );
+  };
+}
+
+/**
+ * The SQL methods on `session` ("" outside a transaction). Reads are resent
+ * after a lost call up to `readRetries` times: only outside a transaction,
+ * whose statements must run once on its own connection.
+ */
 export function createSqlRunner(
   db: DatabaseClient,
   session: string,
   defaults: ValueOptions,
   hooks: RunnerHooks = {},
+  readRetries = 0,
 ): SqlRunner {
   const fail = (reason: unknown): never => {
     const err = databaseErrorFrom(reason);
@@ -296,19 +343,18 @@ export function createSqlRunner(
     throw err;
   };
   const guard = hooks.before;
+  const sendCall = callSender(session === "" ? readRetries : 0, hooks.headers);
   return {
     async execute(sql: string, params?: Params, options: QueryOptions = {}) {
       try {
         guard?.();
-        const response = await db.execute(
-          {
-            sql,
-            ...paramFieldsFromJs(params),
-            session,
-            options: statementOptions(options),
-          },
-          callOptions(options, hooks.headers),
-        );
+        const request = {
+          sql,
+          ...paramFieldsFromJs(params),
+          session,
+          options: statementOptions(options),
+        };
+        const response = await sendCall([sql], options, (call) => db.execute(request, call));
         return resultFrom(response, options.as ?? "object", valueOptions(defaults, options));
       } catch (err) {
         return fail(err);
@@ -320,16 +366,18 @@ export function createSqlRunner(
         guard?.();
         if (!Array.isArray(statements))
           throw new TypeError("batch: expected an array of statements");
-        const response = await db.executeBatch(
-          {
-            statements: statements.map((s) =>
-              typeof s === "string" ? { sql: s } : { sql: s.sql, ...paramFieldsFromJs(s.params) },
-            ),
-            atomic: options.atomic ?? false,
-            session,
-            options: statementOptions(options),
-          },
-          callOptions(options, hooks.headers),
+        const request = {
+          statements: statements.map((s) =>
+            typeof s === "string" ? { sql: s } : { sql: s.sql, ...paramFieldsFromJs(s.params) },
+          ),
+          atomic: options.atomic ?? false,
+          session,
+          options: statementOptions(options),
+        };
+        const response = await sendCall(
+          request.statements.map((s) => s.sql),
+          options,
+          (call) => db.executeBatch(request, call),
         );
         const shape = options.as ?? "object";
         const values = valueOptions(defaults, options);
@@ -340,7 +388,7 @@ export function createSqlRunner(
     },
 
     stream(sql: string, params?: Params, options: StreamOptions = {}) {
-      return createRowStream(db, session, sql, params, options, defaults, hooks, fail);
+      return createRowStream(db, session, sql, params, options, defaults, hooks, sendCall, fail);
     },
   } as SqlRunner;
 }
@@ -408,6 +456,7 @@ function createRowStream(
   options: StreamOptions,
   defaults: ValueOptions,
   hooks: RunnerHooks,
+  sendCall: CallSender,
   fail: (reason: unknown) => never,
 ): RowStream<unknown> {
   const guard = hooks.before;
@@ -425,17 +474,23 @@ function createRowStream(
     else signal?.addEventListener("abort", onAbort, { once: true });
     try {
       guard?.();
-      const responses = db.streamExecute(
-        {
-          sql,
-          ...paramFieldsFromJs(params),
-          session,
-          options: statementOptions(options),
-        },
-        { ...callOptions(options, hooks.headers), signal: abort.signal },
-      );
+      const request = {
+        sql,
+        ...paramFieldsFromJs(params),
+        session,
+        options: statementOptions(options),
+      };
+      // A read is resent while its first message has not arrived: after
+      // that, rows have been yielded and a second run would repeat them.
+      const { responses, first } = await sendCall([sql], options, async (call) => {
+        const iterator = db
+          .streamExecute(request, { ...call, signal: abort.signal })
+          [Symbol.asyncIterator]();
+        return { responses: iterator, first: await iterator.next() };
+      });
       let decode: RowDecoder | undefined;
-      for await (const message of responses) {
+      for (let next = first; next.done !== true; next = await responses.next()) {
+        const message = next.value;
         if (decode === undefined) {
           fields = message.fields;
           decode = createRowDecoder(

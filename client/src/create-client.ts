@@ -50,6 +50,8 @@ export interface ClientOptions extends ValueOptions, CredentialOptions {
   readonly interceptors?: Interceptor[];
   /** A deadline for every call that sets none itself (`timeoutMs` per call wins). */
   readonly timeoutMs?: number;
+  /** How many times a read outside a transaction is resent after a lost call (default 2; see `ClientCoreOptions`). */
+  readonly readRetries?: number;
 }
 
 /**
@@ -94,5 +96,6 @@ export function createClient(options: ClientOptions): SqlgateClient {
     clientStreaming: true,
     onClose: release,
     ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+    ...(options.readRetries !== undefined ? { readRetries: options.readRetries } : {}),
   });
 }

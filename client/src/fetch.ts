@@ -41,6 +41,8 @@ export interface FetchClientOptions extends ValueOptions, CredentialOptions {
   readonly interceptors?: Interceptor[];
   /** A deadline for every call that sets none itself (`timeoutMs` per call wins). */
   readonly timeoutMs?: number;
+  /** How many times a read outside a transaction is resent after a lost call (default 2; see `ClientCoreOptions`). */
+  readonly readRetries?: number;
 }
 
 /**
@@ -61,6 +63,7 @@ export function createClient(options: FetchClientOptions): SqlgateClient {
     ...pickValueOptions(options),
     clientStreaming: false,
     ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+    ...(options.readRetries !== undefined ? { readRetries: options.readRetries } : {}),
   });
 }
 
