@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs Caddy in the foreground as sqlgate's HTTP/3 front proxy, in front of a
-# gateway that is already running: TLS with HTTP/3, HTTP/2 and HTTP/1.1 on one
-# port (TCP and UDP), proxied to the gateway over h2c. The configuration is
+# Runs Caddy in the foreground as sqlgate's HTTP/3 front proxy, in front of one
+# gateway or several replicas that are already running: TLS with HTTP/3,
+# HTTP/2 and HTTP/1.1 on one port (TCP and UDP), proxied over h2c, each call
+# to the next healthy replica in turn. The configuration is
 # deploy/caddy/Caddyfile; this script fills in its variables, keeps Caddy's
 # state in a project directory (never ~/.local/share/caddy), validates the
 # configuration and then becomes Caddy (`exec`), so its PID is Caddy's and
@@ -11,7 +12,9 @@
 #   SQLGATE_CADDY_HOST       site name or IP in the certificate    (127.0.0.1)
 #   SQLGATE_CADDY_BIND       addresses to listen on                (the host if it is an IP;
 #                                                                   "127.0.0.1 [::1]" for localhost)
-#   SQLGATE_CADDY_UPSTREAM   the gateway's host:port (cleartext)   ($SQLGATE_LISTEN or 127.0.0.1:8080)
+#   SQLGATE_CADDY_UPSTREAM   the gateway's host:port (cleartext),  ($SQLGATE_LISTEN or 127.0.0.1:8080)
+#                            or several replicas' host:port separated by commas or spaces
+#                            ("127.0.0.1:19001,127.0.0.1:19002"; IPv6 as [::1]:19001)
 #   SQLGATE_CADDY_CERT, SQLGATE_CADDY_KEY
 #                            PEM certificate chain and key         (a throwaway self-signed
 #                                                                   ECDSA certificate in the state dir)
@@ -20,6 +23,11 @@
 #   SQLGATE_CADDY_CONFIG     the Caddyfile                         (deploy/caddy/Caddyfile)
 #   SQLGATE_CADDY_ALLOW_PUBLIC=true
 #                            allow a non-loopback SQLGATE_CADDY_BIND (see below)
+#
+# With several replicas Caddy balances every call (round robin), checks each
+# replica's /readyz every 500 ms and tries a call whose connection could not
+# be made on another replica. It does not route by `sqlgate-owner`: a call
+# for a transaction that another replica holds is forwarded by the gateway.
 #
 # A public bind needs SQLGATE_CADDY_ALLOW_PUBLIC=true: the gateway sees every
 # proxied call as coming from Caddy on loopback, so a gateway without
@@ -39,6 +47,24 @@ host="${SQLGATE_CADDY_HOST:-127.0.0.1}"
 upstream="${SQLGATE_CADDY_UPSTREAM:-${SQLGATE_LISTEN:-127.0.0.1:8080}}"
 state="${SQLGATE_CADDY_STATE_DIR:-$root/.sqlgate/caddy}"
 config="${SQLGATE_CADDY_CONFIG:-$root/deploy/caddy/Caddyfile}"
+
+# Caddy wants its upstreams separated by spaces (the Caddyfile substitutes
+# the list into `reverse_proxy`, one upstream per word). Checked here so that
+# a typo is named rather than left to Caddy's adapter.
+upstreams=""
+set -f # "[::1]:8080" is not a glob pattern
+for address in ${upstream//,/ }; do
+  if ! [[ "$address" =~ ^([A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$ ]]; then
+    say "SQLGATE_CADDY_UPSTREAM: \"$address\" is not host:port (IPv6: [::1]:8080)"
+    exit 1
+  fi
+  upstreams="${upstreams:+$upstreams }$address"
+done
+set +f
+if [ -z "$upstreams" ]; then
+  say "SQLGATE_CADDY_UPSTREAM is empty: give the gateway's host:port, or several"
+  exit 1
+fi
 
 is_ip() { [[ "$1" =~ ^[0-9.]+$ || "$1" == *:* ]]; }
 if [ -n "${SQLGATE_CADDY_BIND:-}" ]; then
@@ -96,7 +122,7 @@ elif [ -z "$cert" ] || [ -z "$key" ]; then
 fi
 
 export SQLGATE_CADDY_PORT="$port" SQLGATE_CADDY_HOST="$host" SQLGATE_CADDY_BIND="$bind" \
-  SQLGATE_CADDY_UPSTREAM="$upstream" SQLGATE_CADDY_CERT="$cert" SQLGATE_CADDY_KEY="$key" \
+  SQLGATE_CADDY_UPSTREAM="$upstreams" SQLGATE_CADDY_CERT="$cert" SQLGATE_CADDY_KEY="$key" \
   SQLGATE_CADDY_ACCESS_LOG="${SQLGATE_CADDY_ACCESS_LOG:-$state/access.log}"
 # Caddy keeps its storage (certificates, locks, autosave.json) under these.
 export HOME="$state" XDG_DATA_HOME="$state/data" XDG_CONFIG_HOME="$state/config"
@@ -106,5 +132,5 @@ if ! out="$(caddy validate --config "$config" --adapter caddyfile 2>&1)"; then
   say "invalid configuration: $config"
   exit 1
 fi
-say "HTTP/3, HTTP/2 and HTTP/1.1 on https://$host:$port (TCP and UDP, bind $bind) -> h2c://$upstream"
+say "HTTP/3, HTTP/2 and HTTP/1.1 on https://$host:$port (TCP and UDP, bind $bind) -> h2c://${upstreams// / h2c://}"
 exec caddy run --config "$config" --adapter caddyfile

@@ -4,13 +4,12 @@
  * (the gateway's batches show there as INSERTs and COMMITs), CPU snapshots of
  * the three processes, and the gateway's ingest settings.
  */
-import { readFileSync } from "node:fs";
 import { type Client, createClient } from "@connectrpc/connect";
 import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import type { Pool, RowDataPacket } from "mysql2/promise";
 import { IngestService } from "../../gen/sqlgate/v1/ingest_pb.js";
 import { log, onCleanup } from "./harness.js";
-import { clockTicks, ownCpuMicros, processCpuMicros } from "./proc-cpu.js";
+import { machineBusyMicros, ownCpuMicros, processCpuMicros } from "./proc-cpu.js";
 
 /** A device fleet's readings: the table both paths write to. */
 export const telemetryTable = "telemetry";
@@ -107,17 +106,6 @@ export interface CpuSnapshot {
   readonly mysql: number;
   readonly machine: number;
   readonly atMs: number;
-}
-
-/** Busy CPU microseconds of the whole machine: /proc/stat's first line minus idle and iowait. */
-function machineBusyMicros(): number {
-  const fields = (readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "")
-    .trim()
-    .split(/\s+/)
-    .slice(1, 9)
-    .map(Number);
-  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = fields;
-  return ((user + nice + system + irq + softirq + steal) * 1e6) / clockTicks();
 }
 
 export function cpuSnapshot(gatewayPid: number, mysqlPid: number): CpuSnapshot {

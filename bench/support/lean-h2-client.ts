@@ -27,17 +27,31 @@ const headersFor = (path: string): http2.OutgoingHttpHeaders => ({
 });
 
 export function createLeanUnaryClient(baseUrl: string, sessions: number): LeanUnaryClient {
-  const list = Array.from({ length: sessions }, () => {
+  const list: (http2.ClientHttp2Session | undefined)[] = [];
+  const connect = (slot: number): http2.ClientHttp2Session => {
     const session = http2.connect(baseUrl);
     // Errors also reach each open stream; an idle session's error is not a call's.
     session.on("error", () => {});
-    onCleanup(async () => void session.destroy());
+    // A GOAWAY (HAProxy closes idle client connections after its timeouts)
+    // or a close ends the session for new calls: the slot's next call opens
+    // another. GOAWAY may come more than once: act only while it is current.
+    const retire = () => {
+      if (list[slot] === session) list[slot] = undefined;
+    };
+    session.on("goaway", retire);
+    session.on("close", retire);
+    list[slot] = session;
     return session;
+  };
+  for (let slot = 0; slot < sessions; slot++) connect(slot);
+  onCleanup(async () => {
+    for (const session of list) session?.destroy();
   });
   const headers = new Map<string, http2.OutgoingHttpHeaders>();
   return {
     call(session, path, body) {
-      const s = list[session % list.length] as http2.ClientHttp2Session;
+      const slot = session % sessions;
+      const s = list[slot] ?? connect(slot);
       let h = headers.get(path);
       if (h === undefined) {
         h = headersFor(path);

@@ -36,3 +36,18 @@ export function ownCpuMicros(): number {
   const { user, system } = process.cpuUsage();
   return user + system;
 }
+
+/**
+ * Busy CPU microseconds of the whole machine, all cores: /proc/stat's first
+ * line minus idle and iowait. What other processes use shows as the
+ * difference from the processes measured.
+ */
+export function machineBusyMicros(): number {
+  const fields = (readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "")
+    .trim()
+    .split(/\s+/)
+    .slice(1, 9)
+    .map(Number);
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = fields;
+  return ((user + nice + system + irq + softirq + steal) * 1e6) / clockTicks();
+}

@@ -135,23 +135,32 @@ export async function freeTcpUdpPort(): Promise<number> {
   throw new Error("no port free for both TCP and UDP");
 }
 
-export interface StartCaddyOptions {
-  /** The gateway's (or any h2c server's) port on 127.0.0.1. */
-  readonly upstreamPort: number;
+/**
+ * What Caddy proxies to, on 127.0.0.1: one gateway's (or any h2c server's)
+ * port, or several replicas' ports, balanced per call.
+ */
+export type CaddyUpstreams =
+  | { readonly upstreamPort: number }
+  | { readonly upstreamPorts: readonly number[] };
+
+export type StartCaddyOptions = CaddyUpstreams & {
   readonly certificate: QuicCertificate;
   /** A fixed port (e.g. one that a packet filter expects); default: a free one. */
   readonly port?: number;
-}
+};
 
 /**
- * Runs scripts/caddy.sh in front of `upstreamPort` and resolves once Caddy
- * serves its configuration. The script `exec`s Caddy, so the child's PID is
- * Caddy's: it is stopped with SIGTERM to that PID when the test ends.
+ * Runs scripts/caddy.sh in front of the upstreams and resolves once Caddy
+ * serves its configuration. Several ports are passed comma-separated in
+ * SQLGATE_CADDY_UPSTREAM, as an operator would. The script `exec`s Caddy, so
+ * the child's PID is Caddy's: it is stopped with SIGTERM to that PID when the
+ * test ends.
  */
 export async function startCaddy(t: After, options: StartCaddyOptions): Promise<TestCaddy> {
   const state = mkdtempSync(path.join(os.tmpdir(), "sqlgate-caddy-"));
   t.after(() => rmSync(state, { recursive: true, force: true }));
   const accessLogFile = path.join(state, "access.log");
+  const upstreamPorts = "upstreamPorts" in options ? options.upstreamPorts : [options.upstreamPort];
   let lastError: unknown;
   // A port picked free can be taken before Caddy binds it (tests run in
   // parallel): try another one then.
@@ -162,7 +171,7 @@ export async function startCaddy(t: After, options: StartCaddyOptions): Promise<
         ...process.env,
         SQLGATE_CADDY_PORT: String(port),
         SQLGATE_CADDY_HOST: "127.0.0.1",
-        SQLGATE_CADDY_UPSTREAM: `127.0.0.1:${options.upstreamPort}`,
+        SQLGATE_CADDY_UPSTREAM: upstreamPorts.map((p) => `127.0.0.1:${p}`).join(","),
         SQLGATE_CADDY_CERT: options.certificate.certFile,
         SQLGATE_CADDY_KEY: options.certificate.keyFile,
         SQLGATE_CADDY_STATE_DIR: state,
