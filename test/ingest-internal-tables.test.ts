@@ -1,16 +1,22 @@
 /**
  * The gateway's own tables: created at start-up under a MySQL named lock, so
  * that replicas starting together on an empty database take turns; and
- * idempotency keys expire after their retention.
+ * idempotency keys expire after their retention; and one process per data
+ * directory.
  */
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { test } from "node:test";
 import { Code, type ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { Durability, IngestService } from "../gen/sqlgate/v1/ingest_pb.js";
 import { schemaLockName } from "../server/ingest/internal-tables.js";
 import { startGateway } from "./support/gateway.js";
+import { startGatewayChild } from "./support/gateway-process.js";
 import { connectDirect, createTestDatabase, serverUrl } from "./support/mysql.js";
 
 test("replicas starting at once on an empty database all start, and create the tables once", async (t) => {
@@ -134,4 +140,25 @@ test("a MySQL user that may not create tables still serves plain writes; keys an
       },
     );
   }
+});
+
+test("a second gateway process on the same data directory refuses to start, naming it", async (t) => {
+  const { url } = await createTestDatabase(t);
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), "sqlgate-shared-dir-"));
+  t.after(() => rmSync(dataDir, { recursive: true, force: true }));
+  const env = { SQLGATE_MYSQL_URL: url, SQLGATE_DATA_DIR: dataDir };
+  const first = await startGatewayChild(t, env);
+  const second = spawn(process.execPath, ["--import", "tsx", "server/main.ts"], {
+    env: { ...process.env, ...env, SQLGATE_LISTEN: "127.0.0.1:0" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  second.stdout.setEncoding("utf8").on("data", (text: string) => (output += text));
+  second.stderr.setEncoding("utf8").on("data", (text: string) => (output += text));
+  const code = await new Promise((resolve) => second.once("exit", resolve));
+  assert.notEqual(code, 0);
+  assert.ok(output.includes(dataDir), output);
+  assert.match(output, /another gateway \(pid \d+\)/);
+  // The first one is unharmed.
+  assert.equal((await fetch(`${first.baseUrl}/readyz`)).status, 200);
 });
