@@ -13,6 +13,7 @@ import type { CredentialStore } from "./auth/credentials.js";
 import { createForwarding } from "./cluster/forwarding.js";
 import type { LimitsConfig } from "./config.js";
 import type { Database } from "./mysql/database.js";
+import type { ReplicaStatus } from "./mysql/replication/replica-set.js";
 import { createCallObserver } from "./observability/call-observer.js";
 import type { Logger } from "./observability/logger.js";
 import { createMetrics } from "./observability/metrics.js";
@@ -35,6 +36,8 @@ export interface AppOptions {
   readonly db: Database;
   /** Every set of pools (for metrics). */
   readonly pools: () => readonly Database[];
+  /** The MySQL replicas reads may go to, as last checked (metrics, `/readyz`). */
+  readonly replicas: () => readonly ReplicaStatus[];
   /** Calls slower than this are logged as warnings. */
   readonly slowCallMs: number;
   /** The credentials calls must present; undefined: none needed (loopback only). */
@@ -89,6 +92,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     ingest: options.core.ingest,
     pools: options.pools,
     sessions: options.core.sessions,
+    replicas: options.replicas,
   });
   const interceptors = [
     createCallObserver({
@@ -137,12 +141,16 @@ export async function buildApp(options: AppOptions): Promise<App> {
       reply.code(503);
       return { status: "shutting down" };
     }
+    // Replicas are details: with none usable, reads go to the primary.
+    const replicas = options.replicas();
+    const details = replicas.length > 0 ? { replicas } : {};
     try {
       await options.db.ping(readinessTimeoutMs);
-      return { status: "ready", mysql: "ok" };
+      return { status: "ready", mysql: "ok", ...details };
     } catch (err) {
       reply.code(503);
-      return { status: "unavailable", mysql: err instanceof Error ? err.message : String(err) };
+      const mysql = err instanceof Error ? err.message : String(err);
+      return { status: "unavailable", mysql, ...details };
     }
   });
   return app;

@@ -25,6 +25,16 @@ export interface MysqlConfig {
   readonly startupTimeoutMs: number;
 }
 
+/** MySQL replicas that reads may go to (see mysql/replication/). */
+export interface ReplicasConfig {
+  readonly urls: readonly string[];
+  /** Where reads go when a call does not say (SQLGATE_READ_FROM). */
+  readonly readFrom: "primary" | "replica";
+  readonly maxLagMs: number;
+  readonly waitMs: number;
+  readonly checkIntervalMs: number;
+}
+
 export interface LimitsConfig {
   readonly maxBodyBytes: number;
   readonly maxResponseBytes: number;
@@ -109,6 +119,7 @@ export interface Config {
   readonly listen: ListenAddress;
   readonly dataDir: string;
   readonly mysql: MysqlConfig;
+  readonly replicas: ReplicasConfig;
   readonly limits: LimitsConfig;
   readonly transactions: TransactionsConfig;
   readonly ingest: IngestConfig;
@@ -174,6 +185,35 @@ export const settings: readonly Setting[] = [
     defaultValue: "120000",
     description:
       "At start-up, how long to retry (with backoff) until MySQL answers before giving up.",
+  },
+  {
+    name: "SQLGATE_MYSQL_REPLICA_URLS",
+    defaultValue: "(unset: no replicas)",
+    description:
+      "Comma-separated `mysql://` URLs of MySQL/MariaDB replicas (GTID replication) that reads may go to, with the same account and database as SQLGATE_MYSQL_URL unless they name their own. Each gets its own pools, read-only sessions, and a check every SQLGATE_REPLICA_CHECK_INTERVAL_MS. Set, every write's response carries its replication `position`.",
+  },
+  {
+    name: "SQLGATE_READ_FROM",
+    defaultValue: "primary",
+    description:
+      "Where a call that does not set `options.readFrom` runs: `primary`, or `replica` (statements that read go to a replica, others to the primary).",
+  },
+  {
+    name: "SQLGATE_REPLICA_MAX_LAG_MS",
+    defaultValue: "5000",
+    description:
+      "A replica further behind the primary than this (or down) takes no reads until it catches up. With no usable replica, reads go to the primary.",
+  },
+  {
+    name: "SQLGATE_REPLICA_WAIT_MS",
+    defaultValue: "500",
+    description:
+      "How long a read with `minPosition` waits for a replica to apply that write before the primary serves it instead.",
+  },
+  {
+    name: "SQLGATE_REPLICA_CHECK_INTERVAL_MS",
+    defaultValue: "1000",
+    description: "How often each replica's health, position and lag are checked.",
   },
   {
     name: "SQLGATE_MAX_BODY_BYTES",
@@ -466,7 +506,18 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
 
   const listen = parseListen(read("SQLGATE_LISTEN"), problems);
   const url = env.SQLGATE_MYSQL_URL || undefined;
-  if (url !== undefined) checkMysqlUrl(url, problems);
+  if (url !== undefined) checkMysqlUrl("SQLGATE_MYSQL_URL", url, problems);
+  const replicaUrls = (env.SQLGATE_MYSQL_REPLICA_URLS ?? "")
+    .split(",")
+    .map((replica) => replica.trim())
+    .filter((replica) => replica !== "");
+  replicaUrls.forEach((replica, i) =>
+    checkMysqlUrl(`SQLGATE_MYSQL_REPLICA_URLS (URL ${i + 1})`, replica, problems),
+  );
+  const readFrom = read("SQLGATE_READ_FROM");
+  if (readFrom !== "primary" && readFrom !== "replica") {
+    problems.push(`SQLGATE_READ_FROM=${JSON.stringify(readFrom)}: expected primary or replica`);
+  }
 
   const certFile = env.SQLGATE_TLS_CERT || undefined;
   const keyFile = env.SQLGATE_TLS_KEY || undefined;
@@ -504,6 +555,13 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       connectTimeoutMs: int("SQLGATE_MYSQL_CONNECT_TIMEOUT_MS", 1),
       idleTimeoutMs: int("SQLGATE_POOL_IDLE_TIMEOUT_MS", 1),
       startupTimeoutMs: int("SQLGATE_MYSQL_STARTUP_TIMEOUT_MS", 0),
+    },
+    replicas: {
+      urls: replicaUrls,
+      readFrom: readFrom === "replica" ? "replica" : "primary",
+      maxLagMs: int("SQLGATE_REPLICA_MAX_LAG_MS", 0),
+      waitMs: int("SQLGATE_REPLICA_WAIT_MS", 0),
+      checkIntervalMs: int("SQLGATE_REPLICA_CHECK_INTERVAL_MS", 50),
     },
     limits: {
       maxBodyBytes: int("SQLGATE_MAX_BODY_BYTES", 1024, 2 ** 31 - 1),
@@ -638,7 +696,7 @@ function parseListen(text: string, problems: string[]): ListenAddress {
   return { host: match[1] ?? match[2] ?? "127.0.0.1", port };
 }
 
-function checkMysqlUrl(text: string, problems: string[]): void {
+function checkMysqlUrl(name: string, text: string, problems: string[]): void {
   let url: URL;
   try {
     url = new URL(text);
@@ -647,27 +705,25 @@ function checkMysqlUrl(text: string, problems: string[]): void {
   } catch {
     // The URL may hold a password: never echo it.
     problems.push(
-      "SQLGATE_MYSQL_URL: not a valid URL (expected mysql://user:pass@host:port/db, with % in the password written %25)",
+      `${name}: not a valid URL (expected mysql://user:pass@host:port/db, with % in the password written %25)`,
     );
     return;
   }
   if (url.protocol !== "mysql:" && url.protocol !== "mariadb:") {
-    problems.push(`SQLGATE_MYSQL_URL: scheme must be mysql://, not ${url.protocol}//`);
+    problems.push(`${name}: scheme must be mysql://, not ${url.protocol}//`);
   }
   const sslMode = url.searchParams.get("ssl-mode");
   if (
     sslMode !== null &&
     !["DISABLED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY"].includes(sslMode.toUpperCase())
   ) {
-    problems.push(
-      "SQLGATE_MYSQL_URL: ssl-mode must be DISABLED, REQUIRED, VERIFY_CA or VERIFY_IDENTITY",
-    );
+    problems.push(`${name}: ssl-mode must be DISABLED, REQUIRED, VERIFY_CA or VERIFY_IDENTITY`);
   }
   if ((sslMode ?? "").toUpperCase().startsWith("VERIFY") && !url.searchParams.has("ssl-ca")) {
-    problems.push(`SQLGATE_MYSQL_URL: ssl-mode=${sslMode} needs ssl-ca=/path/to/ca.pem`);
+    problems.push(`${name}: ssl-mode=${sslMode} needs ssl-ca=/path/to/ca.pem`);
   }
   if (url.hostname === "" && !url.searchParams.has("socket")) {
-    problems.push("SQLGATE_MYSQL_URL: no host (or ?socket=/path) given");
+    problems.push(`${name}: no host (or ?socket=/path) given`);
   }
 }
 

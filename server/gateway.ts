@@ -11,8 +11,10 @@ import { createPsdbSessions } from "./compat/planetscale/psdb-session.js";
 import type { Config } from "./config.js";
 import { createIngest, type Ingest } from "./ingest/ingest.js";
 import { poolSource } from "./mysql/connection-source.js";
-import type { Database } from "./mysql/database.js";
+import { type Database, trackPositions } from "./mysql/database.js";
 import { createDatabases } from "./mysql/databases.js";
+import { createReadRouter } from "./mysql/replication/read-router.js";
+import { createReplicaSet, type ReplicaSet } from "./mysql/replication/replica-set.js";
 import type { Logger } from "./observability/logger.js";
 import type { GatewayCore, Scope } from "./services/context-values.js";
 import { createSessionRegistry } from "./sessions/session-registry.js";
@@ -24,6 +26,8 @@ export interface Gateway {
   readonly app: App;
   readonly db: Database;
   readonly ingest: Ingest;
+  /** The MySQL replicas reads may go to (none without SQLGATE_MYSQL_REPLICA_URLS). */
+  readonly replicas: ReplicaSet;
   /**
    * What needs MySQL before serving: the internal tables (under a named lock)
    * and the replay of the ingest log. Call once MySQL answers, before listening.
@@ -50,14 +54,24 @@ export interface GatewayOptions {
 const ingestDrainMs = 10_000;
 
 export async function createGateway(config: Config, options: GatewayOptions): Promise<Gateway> {
+  const poolSettings = { ...config.mysql, transactionPoolSize: config.transactions.maxOpen };
+  const withReplicas = config.replicas.urls.length > 0;
   const databases = createDatabases({
-    ...config.mysql,
-    transactionPoolSize: config.transactions.maxOpen,
+    ...poolSettings,
     // Group-commit batches, plus one for the log flusher and one for upkeep.
     ingestPoolSize: config.ingest.connections + 2,
     url: options.mysqlUrl,
+    // With replicas, every write reports the position a read must wait for.
+    sessionInit: withReplicas ? trackPositions : undefined,
   });
   const db = databases.primary;
+  const replicas = createReplicaSet({
+    urls: config.replicas.urls.map((url) => withPrimaryDefaults(url, options.mysqlUrl)),
+    pools: { ...poolSettings, ingestPoolSize: 1 },
+    primary: databases,
+    maxLagMs: config.replicas.maxLagMs,
+    checkIntervalMs: config.replicas.checkIntervalMs,
+  });
   const credentials =
     config.auth.credentialsFile === undefined
       ? undefined
@@ -88,13 +102,24 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
       const pools = databases.forTarget(principal.database, principal.account);
       let scope = scopes.get(pools);
       if (scope === undefined) {
-        scope = { database: pools.databaseName, pool: poolSource(pools), db: pools };
+        scope = {
+          database: pools.databaseName,
+          pool: poolSource(pools),
+          db: pools,
+          target: { database: principal.database, account: principal.account },
+        };
         scopes.set(pools, scope);
       }
       return scope;
     },
     primaryDatabase: db.databaseName,
     sessions,
+    replicaReads: withReplicas
+      ? {
+          router: createReadRouter({ replicas, waitMs: config.replicas.waitMs }),
+          byDefault: config.replicas.readFrom === "replica",
+        }
+      : undefined,
     acquireTimeoutMs: config.mysql.acquireTimeoutMs,
     ingest,
     defaultTimeoutMs: config.limits.defaultTimeoutMs,
@@ -114,6 +139,7 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
     }),
     db,
     pools: () => databases.all(),
+    replicas: () => replicas.status(),
     slowCallMs: config.log.slowCallMs,
     credentials,
     credentialLimits: config.auth.credentialLimits,
@@ -128,7 +154,11 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
     app,
     db,
     ingest,
-    start: () => ingest.start(),
+    replicas,
+    async start() {
+      await ingest.start();
+      replicas.start();
+    },
     async reloadCredentials() {
       if (credentials === undefined || config.auth.credentialsFile === undefined) return 0;
       credentials.replace(await readCredentialsFile(config.auth.credentialsFile));
@@ -156,9 +186,28 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
         try {
           await Promise.all([sessions.close(), ingest.close(ingestDrainMs)]);
         } finally {
-          await databases.close();
+          await Promise.all([databases.close(), replicas.close()]);
         }
       }
     },
   };
+}
+
+/**
+ * A replica URL with what it leaves out taken from the primary's: the
+ * account, the database and the URL parameters (TLS settings), so that
+ * `mysql://replica-1:3306` is enough when replicas mirror the primary.
+ */
+function withPrimaryDefaults(replicaUrl: string, primaryUrl: string): string {
+  const replica = new URL(replicaUrl);
+  const primary = new URL(primaryUrl);
+  if (replica.username === "") {
+    replica.username = primary.username;
+    replica.password = primary.password;
+  }
+  if (replica.pathname === "" || replica.pathname === "/") replica.pathname = primary.pathname;
+  for (const [name, value] of primary.searchParams) {
+    if (name !== "socket" && !replica.searchParams.has(name)) replica.searchParams.set(name, value);
+  }
+  return replica.toString();
 }

@@ -114,6 +114,7 @@ test("an internal failure is logged as an error with its cause and stack", async
     ingest: { stats: () => ({}) as never },
     pools: () => [],
     sessions: { size: 0 },
+    replicas: () => [],
   });
   const observe = createCallObserver({ logger, metrics: calls, slowCallMs: 1000 });
   const cause = Object.assign(new Error("socket hang up"), { code: "ECONNRESET" });

@@ -3,7 +3,7 @@
  * call, or a transaction's pinned connection (see sessions/). The SQL core
  * runs statements on a lease without knowing which.
  */
-import type { Database, PoolConnection } from "./database.js";
+import { type Database, type PoolConnection, resetThenRelease } from "./database.js";
 
 /**
  * The state a lease's connection is given back in: `reuse` as is, `reset`
@@ -41,8 +41,11 @@ export interface ConnectionSource {
   lease(timeoutMs: number): Promise<Lease>;
 }
 
-/** Leases pooled connections: released to the pool, or destroyed if broken. */
-export function poolSource(db: Database): ConnectionSource {
+/**
+ * Leases pooled connections: released to the pool, or destroyed if broken.
+ * `readOnly`: the pool's sessions are read-only from the start (a replica's).
+ */
+export function poolSource(db: Database, readOnly = false): ConnectionSource {
   return {
     async lease(timeoutMs) {
       const conn = await db.acquire(timeoutMs);
@@ -50,6 +53,7 @@ export function poolSource(db: Database): ConnectionSource {
         conn,
         killer: db,
         inTransaction: false,
+        readOnly,
         release(state) {
           if (state === "reuse" || state === "rolledBack" || state === "transactionEnded") {
             conn.release();
@@ -59,13 +63,4 @@ export function poolSource(db: Database): ConnectionSource {
       };
     },
   };
-}
-
-/**
- * Clears what a caller left on `conn` (variables, temporary tables, locks, an
- * open transaction) so that the next caller finds a fresh session, then puts
- * it back in its pool; a connection that cannot be reset is destroyed.
- */
-export function resetThenRelease(conn: PoolConnection): void {
-  conn.reset((err) => (err ? conn.destroy() : conn.release()));
 }

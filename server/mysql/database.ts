@@ -24,6 +24,51 @@ export interface DatabaseOptions {
   readonly idleTimeoutMs: number;
   /** Connections for ingest batches (group commit, log flushing). */
   readonly ingestPoolSize: number;
+  /**
+   * Statements that set up every new connection's session, by the server's
+   * engine, run again after each reset (COM_RESET_CONNECTION clears them):
+   * replicas' read-only mode, the primary's tracking of replication positions.
+   */
+  readonly sessionInit?: ((engine: Engine) => readonly string[]) | undefined;
+}
+
+/** The two server engines the gateway speaks to. */
+export type Engine = "mariadb" | "mysql";
+
+/** The engine of a connected connection, from its server's handshake. */
+export function engineOf(conn: PoolConnection): Engine {
+  const handshake = (conn as unknown as { _handshakePacket?: { serverVersion?: string } })
+    ._handshakePacket;
+  return /mariadb/i.test(handshake?.serverVersion ?? "") ? "mariadb" : "mysql";
+}
+
+/** Each connection's session set-up (DatabaseOptions.sessionInit), for resets. */
+const sessionInitOf = new WeakMap<PoolConnection, readonly string[]>();
+
+/** Runs `statements` on `conn` in order; calls back with the first error. */
+function runEach(
+  conn: PoolConnection,
+  statements: readonly string[],
+  done: (err: Error | null) => void,
+): void {
+  const [first, ...rest] = statements;
+  if (first === undefined) return done(null);
+  conn.query(first, (err) => (err ? done(err) : runEach(conn, rest, done)));
+}
+
+/**
+ * Clears what a caller left on `conn` (variables, temporary tables, locks, an
+ * open transaction) so that the next caller finds a fresh session set up as
+ * its pool sets up new ones, then puts it back; a connection that cannot be
+ * reset is destroyed.
+ */
+export function resetThenRelease(conn: PoolConnection): void {
+  conn.reset((err) => {
+    if (err) return conn.destroy();
+    runEach(conn, sessionInitOf.get(conn) ?? [], (initErr) =>
+      initErr ? conn.destroy() : conn.release(),
+    );
+  });
 }
 
 /** One pool's state: open connections, how many are idle, calls waiting for one. */
@@ -167,9 +212,18 @@ export function createDatabase(options: DatabaseOptions): Database {
       waitForConnections: true,
       queueLimit: 0,
     });
-    // Errors on idle pooled connections (MySQL restarted) are handled by the
-    // pool, which drops the connection; a listener keeps them from crashing us.
-    pool.on("connection", (conn) => conn.on("error", () => {}));
+    pool.on("connection", (conn) => {
+      // Errors on idle pooled connections (MySQL restarted) are handled by the
+      // pool, which drops the connection; a listener keeps them from crashing us.
+      conn.on("error", () => {});
+      const init = options.sessionInit?.(engineOf(conn)) ?? [];
+      if (init.length === 0) return;
+      sessionInitOf.set(conn, init);
+      // Queued ahead of any caller's statement on this new connection.
+      runEach(conn, init, (err) => {
+        if (err) conn.destroy();
+      });
+    });
     return pool;
   };
   const statements = createPool(options.poolSize, options.poolSize);
@@ -184,7 +238,6 @@ export function createDatabase(options: DatabaseOptions): Database {
       Array.isArray(values) && values.length > 0 ? mysql.format(sql, values) : sql,
   });
   ingest.on("connection", (conn) => {
-    // Queued ahead of any caller's statement on this new connection.
     conn.query(
       "SET SESSION sql_mode = REPLACE(@@SESSION.sql_mode, 'NO_BACKSLASH_ESCAPES', '')",
       (err) => {
@@ -263,4 +316,50 @@ export function runControlStatement(conn: PoolConnection, sql: string): Promise<
   return new Promise((resolve, reject) => {
     conn.query(sql, (err) => (err ? reject(connectErrorFromMysql(err)) : resolve()));
   });
+}
+
+/**
+ * Runs COMMIT on `conn` and resolves with the replication position it
+ * reported (see positionOf), "" when it wrote nothing or is not tracked.
+ */
+export function commitWithPosition(conn: PoolConnection): Promise<string> {
+  return new Promise((resolve, reject) => {
+    conn.query("COMMIT", (err, result) =>
+      err ? reject(connectErrorFromMysql(err)) : resolve(positionOf(result as StateChanges)),
+    );
+  });
+}
+
+/** What MySQL's session tracking put on an OK packet, as mysql2 parses it. */
+export interface StateChanges {
+  readonly stateChanges?: {
+    readonly systemVariables?: Readonly<Record<string, string>>;
+    readonly gtids?: readonly string[];
+  };
+}
+
+/**
+ * The replication position a write's OK packet reports: MariaDB's tracked
+ * `last_gtid`, MySQL's tracked own GTIDs (see trackPositions); "" for a
+ * statement that wrote nothing (no new GTID, nothing reported).
+ */
+export function positionOf(header: StateChanges | undefined): string {
+  const changes = header?.stateChanges;
+  if (changes === undefined) return "";
+  const lastGtid = changes.systemVariables?.last_gtid;
+  if (lastGtid !== undefined && lastGtid !== "") return lastGtid;
+  return changes.gtids?.filter((gtid) => gtid !== "").join(",") ?? "";
+}
+
+/**
+ * Session set-up that makes every write report its replication position
+ * (DatabaseOptions.sessionInit for the primary): MariaDB tracks `last_gtid`
+ * among the default tracked variables, MySQL its own GTIDs.
+ */
+export function trackPositions(engine: Engine): readonly string[] {
+  return engine === "mariadb"
+    ? [
+        "SET SESSION session_track_system_variables = CONCAT(@@SESSION.session_track_system_variables, ',last_gtid')",
+      ]
+    : ["SET SESSION session_track_gtids = OWN_GTID"];
 }

@@ -6,6 +6,7 @@
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { PoolStats } from "../mysql/database.js";
+import type { ReplicaStatus } from "../mysql/replication/replica-set.js";
 
 /** The ingest counters the metrics read (the ingest core's stats satisfy it). */
 export interface IngestCounters {
@@ -25,6 +26,8 @@ export interface MetricsSources {
   pools(): readonly { readonly databaseName: string; poolStats(): PoolStats[] }[];
   /** Open transactions and pinned sessions. */
   readonly sessions: { readonly size: number };
+  /** The MySQL replicas reads may go to, as last checked. */
+  replicas(): readonly ReplicaStatus[];
 }
 
 /** What the call observer records per call (see call-observer.ts). */
@@ -97,6 +100,36 @@ export function createMetrics(sources: MetricsSources): Metrics {
       this.set(sources.sessions.size);
     },
   });
+  const replicaGauge = (name: string, help: string, read: (r: ReplicaStatus) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ["replica"] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const replica of sources.replicas())
+          this.set({ replica: replica.name }, read(replica));
+      },
+    });
+  replicaGauge("sqlgate_replica_up", "1 when the replica answered its last check.", (r) =>
+    r.up ? 1 : 0,
+  );
+  replicaGauge(
+    "sqlgate_replica_usable",
+    "1 when reads may go to the replica: up, and not lagging past SQLGATE_REPLICA_MAX_LAG_MS.",
+    (r) => (r.usable ? 1 : 0),
+  );
+  replicaGauge(
+    "sqlgate_replica_lag_seconds",
+    "How far the replica is behind the primary (to the check interval); -1 when unknown.",
+    (r) => (r.lagMs === undefined ? -1 : r.lagMs / 1000),
+  );
+  replicaGauge(
+    "sqlgate_replica_statements_running",
+    "Statements running on the replica now.",
+    (r) => r.running,
+  );
   /** Label children per method (and code), so that a call does not hash its labels. */
   const byMethod = new Map<string, Histogram.Internal<"method">>();
   const byMethodAndCode = new Map<string, Counter.Internal>();

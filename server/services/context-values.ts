@@ -8,6 +8,7 @@ import { Code, ConnectError, createContextKey, type Interceptor } from "@connect
 import type { Ingest } from "../ingest/ingest.js";
 import type { ConnectionSource } from "../mysql/connection-source.js";
 import type { Database } from "../mysql/database.js";
+import type { ReadRouter, Target } from "../mysql/replication/read-router.js";
 import type { Principal } from "../principal.js";
 import type { SessionRegistry } from "../sessions/session-registry.js";
 import type { SqlExecutor } from "../sql/sql-executor.js";
@@ -20,6 +21,15 @@ export interface Scope {
   readonly pool: ConnectionSource;
   /** Where its sessions' connections come from. */
   readonly db: Pick<Database, "acquireForTransaction" | "killQuery">;
+  /** Its database and MySQL account, for the same pools on a replica. */
+  readonly target: Target;
+}
+
+/** Reads on MySQL replicas, when SQLGATE_MYSQL_REPLICA_URLS names some. */
+export interface ReplicaReads {
+  readonly router: ReadRouter;
+  /** SQLGATE_READ_FROM=replica: reads that do not say go to a replica. */
+  readonly byDefault: boolean;
 }
 
 /** The core services a handler may use. */
@@ -30,6 +40,8 @@ export interface GatewayCore {
   /** The MySQL URL's database, the one ingest writes to. */
   readonly primaryDatabase: string;
   readonly sessions: SessionRegistry;
+  /** Reads on replicas; undefined without replicas (everything runs on the primary). */
+  readonly replicaReads: ReplicaReads | undefined;
   /** How long transaction calls without a deadline wait for their turn or a connection. */
   readonly acquireTimeoutMs: number;
   readonly ingest: Ingest;

@@ -20,13 +20,14 @@
  */
 import { randomBytes } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
+import type { ConnectionSource, Lease, ReleaseState } from "../mysql/connection-source.js";
 import {
-  type ConnectionSource,
-  type Lease,
-  type ReleaseState,
+  commitWithPosition,
+  type Database,
+  type PoolConnection,
   resetThenRelease,
-} from "../mysql/connection-source.js";
-import { type Database, type PoolConnection, runControlStatement } from "../mysql/database.js";
+  runControlStatement,
+} from "../mysql/database.js";
 import { limitExceeded } from "../mysql/errors.js";
 import type { TokenCodec } from "./session-token.js";
 
@@ -105,7 +106,8 @@ export interface SessionRegistry {
   release(token: string, owner: string): Promise<void>;
   /** Whether the session `token` names is open. Throws for a forged token. */
   isOpen(token: string): boolean;
-  commit(token: string, owner: string, timeoutMs: number): Promise<void>;
+  /** Commits; resolves with the replication position after it ("" if not tracked or nothing written). */
+  commit(token: string, owner: string, timeoutMs: number): Promise<string>;
   rollback(token: string, owner: string, timeoutMs: number): Promise<void>;
   /** Open transactions. */
   readonly size: number;
@@ -309,8 +311,12 @@ export function createSessionRegistry(options: SessionRegistryOptions): SessionR
     const session = findOwned(token, owner);
     const passOn = await takeTurn(session, timeoutMs);
     try {
-      await runControlStatement(session.conn, sql);
+      const position =
+        sql === "COMMIT"
+          ? await commitWithPosition(session.conn)
+          : await runControlStatement(session.conn, sql).then(() => "");
       await end(session, sql === "COMMIT" ? "it was committed" : "it was rolled back", "none");
+      return position;
     } catch (err) {
       // A failed COMMIT leaves nothing to keep: MySQL has rolled the transaction back.
       await end(
@@ -540,7 +546,9 @@ export function createSessionRegistry(options: SessionRegistryOptions): SessionR
     },
 
     commit: (token, owner, timeoutMs) => finish(token, owner, timeoutMs, "COMMIT"),
-    rollback: (token, owner, timeoutMs) => finish(token, owner, timeoutMs, "ROLLBACK"),
+    rollback: async (token, owner, timeoutMs) => {
+      await finish(token, owner, timeoutMs, "ROLLBACK");
+    },
 
     get size() {
       return sessions.size;

@@ -54,6 +54,8 @@ export interface StatementResult {
   readonly bytes: number;
   /** MySQL reported no open transaction after the statement (it committed or rolled back). */
   readonly outsideTransaction: boolean;
+  /** The replication position after a write, when the primary tracks it; else "". */
+  readonly position: string;
 }
 
 /** mysql2's prepared statement handle; `columns` come from the PREPARE response. */

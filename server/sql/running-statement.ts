@@ -11,11 +11,12 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { PoolConnection } from "mysql2";
+import { positionOf, type StateChanges } from "../mysql/database.js";
 import { connectErrorFromMysql } from "../mysql/errors.js";
 import type { MysqlField } from "./result-columns.js";
 
 /** The mysql2 OK packet of a statement without a result set. */
-export interface ResultSetHeader {
+export interface ResultSetHeader extends StateChanges {
   readonly affectedRows: number | string;
   readonly insertId: number | string;
   readonly warningStatus: number;
@@ -33,6 +34,8 @@ export function summaryOf(header: ResultSetHeader | undefined) {
     lastInsertId: BigInt(header?.insertId ?? 0),
     warningCount: header?.warningStatus ?? 0,
     info: header?.info ?? "",
+    /** The primary's replication position after a write, if tracked (see trackPositions). */
+    position: positionOf(header),
     /** True when MySQL reports no open transaction after the statement (COMMIT, DDL). */
     outsideTransaction:
       header !== undefined && (header.serverStatus & SERVER_STATUS_IN_TRANS) === 0,

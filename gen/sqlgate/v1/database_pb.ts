@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sqlgate/v1/database.proto.
  */
 export const file_sqlgate_v1_database: GenFile = /*@__PURE__*/
-  fileDesc("ChlzcWxnYXRlL3YxL2RhdGFiYXNlLnByb3RvEgpzcWxnYXRlLnYxIkkKDkV4ZWN1dGVPcHRpb25zEhAKCG1heF9yb3dzGAEgASgNEhIKCnRpbWVvdXRfbXMYAiABKA0SEQoJcmVhZF9vbmx5GAMgASgIIogDCglTdGF0ZW1lbnQSCwoDc3FsGAEgASgJEiYKBnBhcmFtcxgCIAMoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRInCgx0eXBlZF9wYXJhbXMYAyADKAsyES5zcWxnYXRlLnYxLlZhbHVlEjwKDG5hbWVkX3BhcmFtcxgEIAMoCzImLnNxbGdhdGUudjEuU3RhdGVtZW50Lk5hbWVkUGFyYW1zRW50cnkSRwoSdHlwZWRfbmFtZWRfcGFyYW1zGAUgAygLMisuc3FsZ2F0ZS52MS5TdGF0ZW1lbnQuVHlwZWROYW1lZFBhcmFtc0VudHJ5GkoKEE5hbWVkUGFyYW1zRW50cnkSCwoDa2V5GAEgASgJEiUKBXZhbHVlGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlOgI4ARpKChVUeXBlZE5hbWVkUGFyYW1zRW50cnkSCwoDa2V5GAEgASgJEiAKBXZhbHVlGAIgASgLMhEuc3FsZ2F0ZS52MS5WYWx1ZToCOAEiLQoGVGltaW5nEhEKCXNlcnZlcl91cxgBIAEoBBIQCghteXNxbF91cxgCIAEoBCLVAwoORXhlY3V0ZVJlcXVlc3QSCwoDc3FsGAEgASgJEiYKBnBhcmFtcxgCIAMoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRInCgx0eXBlZF9wYXJhbXMYAyADKAsyES5zcWxnYXRlLnYxLlZhbHVlEkEKDG5hbWVkX3BhcmFtcxgEIAMoCzIrLnNxbGdhdGUudjEuRXhlY3V0ZVJlcXVlc3QuTmFtZWRQYXJhbXNFbnRyeRJMChJ0eXBlZF9uYW1lZF9wYXJhbXMYBSADKAsyMC5zcWxnYXRlLnYxLkV4ZWN1dGVSZXF1ZXN0LlR5cGVkTmFtZWRQYXJhbXNFbnRyeRIPCgdzZXNzaW9uGAYgASgJEisKB29wdGlvbnMYByABKAsyGi5zcWxnYXRlLnYxLkV4ZWN1dGVPcHRpb25zGkoKEE5hbWVkUGFyYW1zRW50cnkSCwoDa2V5GAEgASgJEiUKBXZhbHVlGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlOgI4ARpKChVUeXBlZE5hbWVkUGFyYW1zRW50cnkSCwoDa2V5GAEgASgJEiAKBXZhbHVlGAIgASgLMhEuc3FsZ2F0ZS52MS5WYWx1ZToCOAEi3gEKD0V4ZWN1dGVSZXNwb25zZRIhCgZmaWVsZHMYASADKAsyES5zcWxnYXRlLnYxLkZpZWxkEh0KBHJvd3MYAiADKAsyDy5zcWxnYXRlLnYxLlJvdxIVCg1yb3dzX2FmZmVjdGVkGAMgASgEEhYKDmxhc3RfaW5zZXJ0X2lkGAQgASgEEhUKDXdhcm5pbmdfY291bnQYBSABKA0SEQoJdHJ1bmNhdGVkGAYgASgIEiIKBnRpbWluZxgHIAEoCzISLnNxbGdhdGUudjEuVGltaW5nEgwKBGluZm8YCCABKAkijgEKE0V4ZWN1dGVCYXRjaFJlcXVlc3QSKQoKc3RhdGVtZW50cxgBIAMoCzIVLnNxbGdhdGUudjEuU3RhdGVtZW50Eg4KBmF0b21pYxgCIAEoCBIPCgdzZXNzaW9uGAMgASgJEisKB29wdGlvbnMYBCABKAsyGi5zcWxnYXRlLnYxLkV4ZWN1dGVPcHRpb25zIkQKFEV4ZWN1dGVCYXRjaFJlc3BvbnNlEiwKB3Jlc3VsdHMYASADKAsyGy5zcWxnYXRlLnYxLkV4ZWN1dGVSZXNwb25zZSLnAwoUU3RyZWFtRXhlY3V0ZVJlcXVlc3QSCwoDc3FsGAEgASgJEiYKBnBhcmFtcxgCIAMoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRInCgx0eXBlZF9wYXJhbXMYAyADKAsyES5zcWxnYXRlLnYxLlZhbHVlEkcKDG5hbWVkX3BhcmFtcxgEIAMoCzIxLnNxbGdhdGUudjEuU3RyZWFtRXhlY3V0ZVJlcXVlc3QuTmFtZWRQYXJhbXNFbnRyeRJSChJ0eXBlZF9uYW1lZF9wYXJhbXMYBSADKAsyNi5zcWxnYXRlLnYxLlN0cmVhbUV4ZWN1dGVSZXF1ZXN0LlR5cGVkTmFtZWRQYXJhbXNFbnRyeRIPCgdzZXNzaW9uGAYgASgJEisKB29wdGlvbnMYByABKAsyGi5zcWxnYXRlLnYxLkV4ZWN1dGVPcHRpb25zGkoKEE5hbWVkUGFyYW1zRW50cnkSCwoDa2V5GAEgASgJEiUKBXZhbHVlGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlOgI4ARpKChVUeXBlZE5hbWVkUGFyYW1zRW50cnkSCwoDa2V5GAEgASgJEiAKBXZhbHVlGAIgASgLMhEuc3FsZ2F0ZS52MS5WYWx1ZToCOAEiwwEKFVN0cmVhbUV4ZWN1dGVSZXNwb25zZRIhCgZmaWVsZHMYASADKAsyES5zcWxnYXRlLnYxLkZpZWxkEh0KBHJvd3MYAiADKAsyDy5zcWxnYXRlLnYxLlJvdxIVCg1yb3dzX2FmZmVjdGVkGAMgASgEEhYKDmxhc3RfaW5zZXJ0X2lkGAQgASgEEhUKDXdhcm5pbmdfY291bnQYBSABKA0SIgoGdGltaW5nGAYgASgLMhIuc3FsZ2F0ZS52MS5UaW1pbmciWwoXQmVnaW5UcmFuc2FjdGlvblJlcXVlc3QSLQoJaXNvbGF0aW9uGAEgASgOMhouc3FsZ2F0ZS52MS5Jc29sYXRpb25MZXZlbBIRCglyZWFkX29ubHkYAiABKAgiRAoYQmVnaW5UcmFuc2FjdGlvblJlc3BvbnNlEg8KB3Nlc3Npb24YASABKAkSFwoPaWRsZV90aW1lb3V0X21zGAIgASgNIisKGENvbW1pdFRyYW5zYWN0aW9uUmVxdWVzdBIPCgdzZXNzaW9uGAEgASgJIhsKGUNvbW1pdFRyYW5zYWN0aW9uUmVzcG9uc2UiLQoaUm9sbGJhY2tUcmFuc2FjdGlvblJlcXVlc3QSDwoHc2Vzc2lvbhgBIAEoCSIdChtSb2xsYmFja1RyYW5zYWN0aW9uUmVzcG9uc2UqwgEKDklzb2xhdGlvbkxldmVsEh8KG0lTT0xBVElPTl9MRVZFTF9VTlNQRUNJRklFRBAAEiQKIElTT0xBVElPTl9MRVZFTF9SRUFEX1VOQ09NTUlUVEVEEAESIgoeSVNPTEFUSU9OX0xFVkVMX1JFQURfQ09NTUlUVEVEEAISIwofSVNPTEFUSU9OX0xFVkVMX1JFUEVBVEFCTEVfUkVBRBADEiAKHElTT0xBVElPTl9MRVZFTF9TRVJJQUxJWkFCTEUQBDKpBAoPRGF0YWJhc2VTZXJ2aWNlEkIKB0V4ZWN1dGUSGi5zcWxnYXRlLnYxLkV4ZWN1dGVSZXF1ZXN0Ghsuc3FsZ2F0ZS52MS5FeGVjdXRlUmVzcG9uc2USUQoMRXhlY3V0ZUJhdGNoEh8uc3FsZ2F0ZS52MS5FeGVjdXRlQmF0Y2hSZXF1ZXN0GiAuc3FsZ2F0ZS52MS5FeGVjdXRlQmF0Y2hSZXNwb25zZRJWCg1TdHJlYW1FeGVjdXRlEiAuc3FsZ2F0ZS52MS5TdHJlYW1FeGVjdXRlUmVxdWVzdBohLnNxbGdhdGUudjEuU3RyZWFtRXhlY3V0ZVJlc3BvbnNlMAESXQoQQmVnaW5UcmFuc2FjdGlvbhIjLnNxbGdhdGUudjEuQmVnaW5UcmFuc2FjdGlvblJlcXVlc3QaJC5zcWxnYXRlLnYxLkJlZ2luVHJhbnNhY3Rpb25SZXNwb25zZRJgChFDb21taXRUcmFuc2FjdGlvbhIkLnNxbGdhdGUudjEuQ29tbWl0VHJhbnNhY3Rpb25SZXF1ZXN0GiUuc3FsZ2F0ZS52MS5Db21taXRUcmFuc2FjdGlvblJlc3BvbnNlEmYKE1JvbGxiYWNrVHJhbnNhY3Rpb24SJi5zcWxnYXRlLnYxLlJvbGxiYWNrVHJhbnNhY3Rpb25SZXF1ZXN0Gicuc3FsZ2F0ZS52MS5Sb2xsYmFja1RyYW5zYWN0aW9uUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_struct, file_sqlgate_v1_value]);
+  fileDesc("ChlzcWxnYXRlL3YxL2RhdGFiYXNlLnByb3RvEgpzcWxnYXRlLnYxIogBCg5FeGVjdXRlT3B0aW9ucxIQCghtYXhfcm93cxgBIAEoDRISCgp0aW1lb3V0X21zGAIgASgNEhEKCXJlYWRfb25seRgDIAEoCBInCglyZWFkX2Zyb20YBCABKA4yFC5zcWxnYXRlLnYxLlJlYWRGcm9tEhQKDG1pbl9wb3NpdGlvbhgFIAEoCSKIAwoJU3RhdGVtZW50EgsKA3NxbBgBIAEoCRImCgZwYXJhbXMYAiADKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSJwoMdHlwZWRfcGFyYW1zGAMgAygLMhEuc3FsZ2F0ZS52MS5WYWx1ZRI8CgxuYW1lZF9wYXJhbXMYBCADKAsyJi5zcWxnYXRlLnYxLlN0YXRlbWVudC5OYW1lZFBhcmFtc0VudHJ5EkcKEnR5cGVkX25hbWVkX3BhcmFtcxgFIAMoCzIrLnNxbGdhdGUudjEuU3RhdGVtZW50LlR5cGVkTmFtZWRQYXJhbXNFbnRyeRpKChBOYW1lZFBhcmFtc0VudHJ5EgsKA2tleRgBIAEoCRIlCgV2YWx1ZRgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZToCOAEaSgoVVHlwZWROYW1lZFBhcmFtc0VudHJ5EgsKA2tleRgBIAEoCRIgCgV2YWx1ZRgCIAEoCzIRLnNxbGdhdGUudjEuVmFsdWU6AjgBIi0KBlRpbWluZxIRCglzZXJ2ZXJfdXMYASABKAQSEAoIbXlzcWxfdXMYAiABKAQi1QMKDkV4ZWN1dGVSZXF1ZXN0EgsKA3NxbBgBIAEoCRImCgZwYXJhbXMYAiADKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSJwoMdHlwZWRfcGFyYW1zGAMgAygLMhEuc3FsZ2F0ZS52MS5WYWx1ZRJBCgxuYW1lZF9wYXJhbXMYBCADKAsyKy5zcWxnYXRlLnYxLkV4ZWN1dGVSZXF1ZXN0Lk5hbWVkUGFyYW1zRW50cnkSTAoSdHlwZWRfbmFtZWRfcGFyYW1zGAUgAygLMjAuc3FsZ2F0ZS52MS5FeGVjdXRlUmVxdWVzdC5UeXBlZE5hbWVkUGFyYW1zRW50cnkSDwoHc2Vzc2lvbhgGIAEoCRIrCgdvcHRpb25zGAcgASgLMhouc3FsZ2F0ZS52MS5FeGVjdXRlT3B0aW9ucxpKChBOYW1lZFBhcmFtc0VudHJ5EgsKA2tleRgBIAEoCRIlCgV2YWx1ZRgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZToCOAEaSgoVVHlwZWROYW1lZFBhcmFtc0VudHJ5EgsKA2tleRgBIAEoCRIgCgV2YWx1ZRgCIAEoCzIRLnNxbGdhdGUudjEuVmFsdWU6AjgBIoMCCg9FeGVjdXRlUmVzcG9uc2USIQoGZmllbGRzGAEgAygLMhEuc3FsZ2F0ZS52MS5GaWVsZBIdCgRyb3dzGAIgAygLMg8uc3FsZ2F0ZS52MS5Sb3cSFQoNcm93c19hZmZlY3RlZBgDIAEoBBIWCg5sYXN0X2luc2VydF9pZBgEIAEoBBIVCg13YXJuaW5nX2NvdW50GAUgASgNEhEKCXRydW5jYXRlZBgGIAEoCBIiCgZ0aW1pbmcYByABKAsyEi5zcWxnYXRlLnYxLlRpbWluZxIMCgRpbmZvGAggASgJEhAKCHBvc2l0aW9uGAkgASgJEhEKCXNlcnZlZF9ieRgKIAEoCSKOAQoTRXhlY3V0ZUJhdGNoUmVxdWVzdBIpCgpzdGF0ZW1lbnRzGAEgAygLMhUuc3FsZ2F0ZS52MS5TdGF0ZW1lbnQSDgoGYXRvbWljGAIgASgIEg8KB3Nlc3Npb24YAyABKAkSKwoHb3B0aW9ucxgEIAEoCzIaLnNxbGdhdGUudjEuRXhlY3V0ZU9wdGlvbnMiaQoURXhlY3V0ZUJhdGNoUmVzcG9uc2USLAoHcmVzdWx0cxgBIAMoCzIbLnNxbGdhdGUudjEuRXhlY3V0ZVJlc3BvbnNlEhAKCHBvc2l0aW9uGAIgASgJEhEKCXNlcnZlZF9ieRgDIAEoCSLnAwoUU3RyZWFtRXhlY3V0ZVJlcXVlc3QSCwoDc3FsGAEgASgJEiYKBnBhcmFtcxgCIAMoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRInCgx0eXBlZF9wYXJhbXMYAyADKAsyES5zcWxnYXRlLnYxLlZhbHVlEkcKDG5hbWVkX3BhcmFtcxgEIAMoCzIxLnNxbGdhdGUudjEuU3RyZWFtRXhlY3V0ZVJlcXVlc3QuTmFtZWRQYXJhbXNFbnRyeRJSChJ0eXBlZF9uYW1lZF9wYXJhbXMYBSADKAsyNi5zcWxnYXRlLnYxLlN0cmVhbUV4ZWN1dGVSZXF1ZXN0LlR5cGVkTmFtZWRQYXJhbXNFbnRyeRIPCgdzZXNzaW9uGAYgASgJEisKB29wdGlvbnMYByABKAsyGi5zcWxnYXRlLnYxLkV4ZWN1dGVPcHRpb25zGkoKEE5hbWVkUGFyYW1zRW50cnkSCwoDa2V5GAEgASgJEiUKBXZhbHVlGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlOgI4ARpKChVUeXBlZE5hbWVkUGFyYW1zRW50cnkSCwoDa2V5GAEgASgJEiAKBXZhbHVlGAIgASgLMhEuc3FsZ2F0ZS52MS5WYWx1ZToCOAEi6AEKFVN0cmVhbUV4ZWN1dGVSZXNwb25zZRIhCgZmaWVsZHMYASADKAsyES5zcWxnYXRlLnYxLkZpZWxkEh0KBHJvd3MYAiADKAsyDy5zcWxnYXRlLnYxLlJvdxIVCg1yb3dzX2FmZmVjdGVkGAMgASgEEhYKDmxhc3RfaW5zZXJ0X2lkGAQgASgEEhUKDXdhcm5pbmdfY291bnQYBSABKA0SIgoGdGltaW5nGAYgASgLMhIuc3FsZ2F0ZS52MS5UaW1pbmcSEAoIcG9zaXRpb24YByABKAkSEQoJc2VydmVkX2J5GAggASgJIpoBChdCZWdpblRyYW5zYWN0aW9uUmVxdWVzdBItCglpc29sYXRpb24YASABKA4yGi5zcWxnYXRlLnYxLklzb2xhdGlvbkxldmVsEhEKCXJlYWRfb25seRgCIAEoCBInCglyZWFkX2Zyb20YAyABKA4yFC5zcWxnYXRlLnYxLlJlYWRGcm9tEhQKDG1pbl9wb3NpdGlvbhgEIAEoCSJXChhCZWdpblRyYW5zYWN0aW9uUmVzcG9uc2USDwoHc2Vzc2lvbhgBIAEoCRIXCg9pZGxlX3RpbWVvdXRfbXMYAiABKA0SEQoJc2VydmVkX2J5GAMgASgJIisKGENvbW1pdFRyYW5zYWN0aW9uUmVxdWVzdBIPCgdzZXNzaW9uGAEgASgJIi0KGUNvbW1pdFRyYW5zYWN0aW9uUmVzcG9uc2USEAoIcG9zaXRpb24YASABKAkiLQoaUm9sbGJhY2tUcmFuc2FjdGlvblJlcXVlc3QSDwoHc2Vzc2lvbhgBIAEoCSIdChtSb2xsYmFja1RyYW5zYWN0aW9uUmVzcG9uc2UqUwoIUmVhZEZyb20SGQoVUkVBRF9GUk9NX1VOU1BFQ0lGSUVEEAASFQoRUkVBRF9GUk9NX1BSSU1BUlkQARIVChFSRUFEX0ZST01fUkVQTElDQRACKsIBCg5Jc29sYXRpb25MZXZlbBIfChtJU09MQVRJT05fTEVWRUxfVU5TUEVDSUZJRUQQABIkCiBJU09MQVRJT05fTEVWRUxfUkVBRF9VTkNPTU1JVFRFRBABEiIKHklTT0xBVElPTl9MRVZFTF9SRUFEX0NPTU1JVFRFRBACEiMKH0lTT0xBVElPTl9MRVZFTF9SRVBFQVRBQkxFX1JFQUQQAxIgChxJU09MQVRJT05fTEVWRUxfU0VSSUFMSVpBQkxFEAQyqQQKD0RhdGFiYXNlU2VydmljZRJCCgdFeGVjdXRlEhouc3FsZ2F0ZS52MS5FeGVjdXRlUmVxdWVzdBobLnNxbGdhdGUudjEuRXhlY3V0ZVJlc3BvbnNlElEKDEV4ZWN1dGVCYXRjaBIfLnNxbGdhdGUudjEuRXhlY3V0ZUJhdGNoUmVxdWVzdBogLnNxbGdhdGUudjEuRXhlY3V0ZUJhdGNoUmVzcG9uc2USVgoNU3RyZWFtRXhlY3V0ZRIgLnNxbGdhdGUudjEuU3RyZWFtRXhlY3V0ZVJlcXVlc3QaIS5zcWxnYXRlLnYxLlN0cmVhbUV4ZWN1dGVSZXNwb25zZTABEl0KEEJlZ2luVHJhbnNhY3Rpb24SIy5zcWxnYXRlLnYxLkJlZ2luVHJhbnNhY3Rpb25SZXF1ZXN0GiQuc3FsZ2F0ZS52MS5CZWdpblRyYW5zYWN0aW9uUmVzcG9uc2USYAoRQ29tbWl0VHJhbnNhY3Rpb24SJC5zcWxnYXRlLnYxLkNvbW1pdFRyYW5zYWN0aW9uUmVxdWVzdBolLnNxbGdhdGUudjEuQ29tbWl0VHJhbnNhY3Rpb25SZXNwb25zZRJmChNSb2xsYmFja1RyYW5zYWN0aW9uEiYuc3FsZ2F0ZS52MS5Sb2xsYmFja1RyYW5zYWN0aW9uUmVxdWVzdBonLnNxbGdhdGUudjEuUm9sbGJhY2tUcmFuc2FjdGlvblJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_struct, file_sqlgate_v1_value]);
 
 /**
  * Options that bound one statement.
@@ -44,6 +44,24 @@ export type ExecuteOptions = Message<"sqlgate.v1.ExecuteOptions"> & {
    * @generated from field: bool read_only = 3;
    */
   readOnly: boolean;
+
+  /**
+   * Which MySQL server runs the statement, outside a transaction. Unspecified:
+   * the server's default (SQLGATE_READ_FROM), which sends only reads to
+   * replicas. Not for atomic batches, nor inside a transaction.
+   *
+   * @generated from field: sqlgate.v1.ReadFrom read_from = 4;
+   */
+  readFrom: ReadFrom;
+
+  /**
+   * A `position` from an earlier response: a replica serves the statement only
+   * once it has applied that write (waiting up to SQLGATE_REPLICA_WAIT_MS);
+   * otherwise the primary does. Read-your-writes.
+   *
+   * @generated from field: string min_position = 5;
+   */
+  minPosition: string;
 };
 
 /**
@@ -262,6 +280,22 @@ export type ExecuteResponse = Message<"sqlgate.v1.ExecuteResponse"> & {
    * @generated from field: string info = 8;
    */
   info: string;
+
+  /**
+   * Set when the statement wrote: the primary's replication position after the
+   * write (opaque), for `min_position` of later reads.
+   *
+   * @generated from field: string position = 9;
+   */
+  position: string;
+
+  /**
+   * The server that ran the statement: "primary" or "replica <host:port>"
+   * (also in the `sqlgate-served-by` response header).
+   *
+   * @generated from field: string served_by = 10;
+   */
+  servedBy: string;
 };
 
 /**
@@ -325,6 +359,20 @@ export type ExecuteBatchResponse = Message<"sqlgate.v1.ExecuteBatchResponse"> & 
    * @generated from field: repeated sqlgate.v1.ExecuteResponse results = 1;
    */
   results: ExecuteResponse[];
+
+  /**
+   * Set when a statement wrote: the position after the batch's last write.
+   *
+   * @generated from field: string position = 2;
+   */
+  position: string;
+
+  /**
+   * The server that ran the batch (see ExecuteResponse.served_by).
+   *
+   * @generated from field: string served_by = 3;
+   */
+  servedBy: string;
 };
 
 /**
@@ -444,6 +492,20 @@ export type StreamExecuteResponse = Message<"sqlgate.v1.StreamExecuteResponse"> 
    * @generated from field: sqlgate.v1.Timing timing = 6;
    */
   timing?: Timing | undefined;
+
+  /**
+   * Set in the last message when the statement wrote (see ExecuteResponse.position).
+   *
+   * @generated from field: string position = 7;
+   */
+  position: string;
+
+  /**
+   * Set in the first message: the server that runs the statement.
+   *
+   * @generated from field: string served_by = 8;
+   */
+  servedBy: string;
 };
 
 /**
@@ -472,6 +534,21 @@ export type BeginTransactionRequest = Message<"sqlgate.v1.BeginTransactionReques
    * @generated from field: bool read_only = 2;
    */
   readOnly: boolean;
+
+  /**
+   * For a read-only transaction: READ_FROM_REPLICA runs it on a replica (see
+   * ExecuteOptions.read_from). Read-write transactions run on the primary.
+   *
+   * @generated from field: sqlgate.v1.ReadFrom read_from = 3;
+   */
+  readFrom: ReadFrom;
+
+  /**
+   * For a read-only transaction on a replica: see ExecuteOptions.min_position.
+   *
+   * @generated from field: string min_position = 4;
+   */
+  minPosition: string;
 };
 
 /**
@@ -500,6 +577,13 @@ export type BeginTransactionResponse = Message<"sqlgate.v1.BeginTransactionRespo
    * @generated from field: uint32 idle_timeout_ms = 2;
    */
   idleTimeoutMs: number;
+
+  /**
+   * The server the transaction runs on (see ExecuteResponse.served_by).
+   *
+   * @generated from field: string served_by = 3;
+   */
+  servedBy: string;
 };
 
 /**
@@ -536,6 +620,12 @@ export const CommitTransactionRequestSchema: GenMessage<CommitTransactionRequest
  * @generated from message sqlgate.v1.CommitTransactionResponse
  */
 export type CommitTransactionResponse = Message<"sqlgate.v1.CommitTransactionResponse"> & {
+  /**
+   * Set when the transaction wrote: the primary's position after its commit.
+   *
+   * @generated from field: string position = 1;
+   */
+  position: string;
 };
 
 /**
@@ -580,6 +670,41 @@ export type RollbackTransactionResponse = Message<"sqlgate.v1.RollbackTransactio
  */
 export const RollbackTransactionResponseSchema: GenMessage<RollbackTransactionResponse> = /*@__PURE__*/
   messageDesc(file_sqlgate_v1_database, 14);
+
+/**
+ * Which MySQL server a statement runs on.
+ *
+ * @generated from enum sqlgate.v1.ReadFrom
+ */
+export enum ReadFrom {
+  /**
+   * The server's default (SQLGATE_READ_FROM).
+   *
+   * @generated from enum value: READ_FROM_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The primary: always current.
+   *
+   * @generated from enum value: READ_FROM_PRIMARY = 1;
+   */
+  PRIMARY = 1,
+
+  /**
+   * The least busy replica that is up and not lagging, in a read-only
+   * transaction (a write fails with MySQL's own error); the primary when none is.
+   *
+   * @generated from enum value: READ_FROM_REPLICA = 2;
+   */
+  REPLICA = 2,
+}
+
+/**
+ * Describes the enum sqlgate.v1.ReadFrom.
+ */
+export const ReadFromSchema: GenEnum<ReadFrom> = /*@__PURE__*/
+  enumDesc(file_sqlgate_v1_database, 0);
 
 /**
  * Transaction isolation levels, as in SET TRANSACTION ISOLATION LEVEL.
@@ -627,7 +752,7 @@ export enum IsolationLevel {
  * Describes the enum sqlgate.v1.IsolationLevel.
  */
 export const IsolationLevelSchema: GenEnum<IsolationLevel> = /*@__PURE__*/
-  enumDesc(file_sqlgate_v1_database, 0);
+  enumDesc(file_sqlgate_v1_database, 1);
 
 /**
  * Runs SQL on MySQL through the gateway's connection pool.

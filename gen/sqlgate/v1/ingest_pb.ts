@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sqlgate/v1/ingest.proto.
  */
 export const file_sqlgate_v1_ingest: GenFile = /*@__PURE__*/
-  fileDesc("ChdzcWxnYXRlL3YxL2luZ2VzdC5wcm90bxIKc3FsZ2F0ZS52MSK/AQoMV3JpdGVSZXF1ZXN0Eg0KBXRhYmxlGAEgASgJEg8KB2NvbHVtbnMYAiADKAkSHQoEcm93cxgDIAMoCzIPLnNxbGdhdGUudjEuUm93EhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCRIqCgpkdXJhYmlsaXR5GAUgASgOMhYuc3FsZ2F0ZS52MS5EdXJhYmlsaXR5EisKC29uX2NvbmZsaWN0GAYgASgOMhYuc3FsZ2F0ZS52MS5PbkNvbmZsaWN0IlEKDVdyaXRlUmVzcG9uc2USFAoMcm93c193cml0dGVuGAEgASgEEg8KB2JhdGNoZXMYAiABKA0SGQoRZHVwbGljYXRlX2JhdGNoZXMYAyABKA0ixQEKEldyaXRlU3RyZWFtUmVxdWVzdBINCgV0YWJsZRgBIAEoCRIPCgdjb2x1bW5zGAIgAygJEh0KBHJvd3MYAyADKAsyDy5zcWxnYXRlLnYxLlJvdxIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkSKgoKZHVyYWJpbGl0eRgFIAEoDjIWLnNxbGdhdGUudjEuRHVyYWJpbGl0eRIrCgtvbl9jb25mbGljdBgGIAEoDjIWLnNxbGdhdGUudjEuT25Db25mbGljdCJXChNXcml0ZVN0cmVhbVJlc3BvbnNlEhQKDHJvd3Nfd3JpdHRlbhgBIAEoBBIPCgdiYXRjaGVzGAIgASgNEhkKEWR1cGxpY2F0ZV9iYXRjaGVzGAMgASgNKlsKCkR1cmFiaWxpdHkSGgoWRFVSQUJJTElUWV9VTlNQRUNJRklFRBAAEhgKFERVUkFCSUxJVFlfQ09NTUlUVEVEEAESFwoTRFVSQUJJTElUWV9CVUZGRVJFRBACKnAKCk9uQ29uZmxpY3QSGwoXT05fQ09ORkxJQ1RfVU5TUEVDSUZJRUQQABIVChFPTl9DT05GTElDVF9FUlJPUhABEhYKEk9OX0NPTkZMSUNUX0lHTk9SRRACEhYKEk9OX0NPTkZMSUNUX1VQREFURRADMp8BCg1Jbmdlc3RTZXJ2aWNlEjwKBVdyaXRlEhguc3FsZ2F0ZS52MS5Xcml0ZVJlcXVlc3QaGS5zcWxnYXRlLnYxLldyaXRlUmVzcG9uc2USUAoLV3JpdGVTdHJlYW0SHi5zcWxnYXRlLnYxLldyaXRlU3RyZWFtUmVxdWVzdBofLnNxbGdhdGUudjEuV3JpdGVTdHJlYW1SZXNwb25zZSgBYgZwcm90bzM", [file_sqlgate_v1_value]);
+  fileDesc("ChdzcWxnYXRlL3YxL2luZ2VzdC5wcm90bxIKc3FsZ2F0ZS52MSK/AQoMV3JpdGVSZXF1ZXN0Eg0KBXRhYmxlGAEgASgJEg8KB2NvbHVtbnMYAiADKAkSHQoEcm93cxgDIAMoCzIPLnNxbGdhdGUudjEuUm93EhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCRIqCgpkdXJhYmlsaXR5GAUgASgOMhYuc3FsZ2F0ZS52MS5EdXJhYmlsaXR5EisKC29uX2NvbmZsaWN0GAYgASgOMhYuc3FsZ2F0ZS52MS5PbkNvbmZsaWN0ImMKDVdyaXRlUmVzcG9uc2USFAoMcm93c193cml0dGVuGAEgASgEEg8KB2JhdGNoZXMYAiABKA0SGQoRZHVwbGljYXRlX2JhdGNoZXMYAyABKA0SEAoIcG9zaXRpb24YBCABKAkixQEKEldyaXRlU3RyZWFtUmVxdWVzdBINCgV0YWJsZRgBIAEoCRIPCgdjb2x1bW5zGAIgAygJEh0KBHJvd3MYAyADKAsyDy5zcWxnYXRlLnYxLlJvdxIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkSKgoKZHVyYWJpbGl0eRgFIAEoDjIWLnNxbGdhdGUudjEuRHVyYWJpbGl0eRIrCgtvbl9jb25mbGljdBgGIAEoDjIWLnNxbGdhdGUudjEuT25Db25mbGljdCJpChNXcml0ZVN0cmVhbVJlc3BvbnNlEhQKDHJvd3Nfd3JpdHRlbhgBIAEoBBIPCgdiYXRjaGVzGAIgASgNEhkKEWR1cGxpY2F0ZV9iYXRjaGVzGAMgASgNEhAKCHBvc2l0aW9uGAQgASgJKlsKCkR1cmFiaWxpdHkSGgoWRFVSQUJJTElUWV9VTlNQRUNJRklFRBAAEhgKFERVUkFCSUxJVFlfQ09NTUlUVEVEEAESFwoTRFVSQUJJTElUWV9CVUZGRVJFRBACKnAKCk9uQ29uZmxpY3QSGwoXT05fQ09ORkxJQ1RfVU5TUEVDSUZJRUQQABIVChFPTl9DT05GTElDVF9FUlJPUhABEhYKEk9OX0NPTkZMSUNUX0lHTk9SRRACEhYKEk9OX0NPTkZMSUNUX1VQREFURRADMp8BCg1Jbmdlc3RTZXJ2aWNlEjwKBVdyaXRlEhguc3FsZ2F0ZS52MS5Xcml0ZVJlcXVlc3QaGS5zcWxnYXRlLnYxLldyaXRlUmVzcG9uc2USUAoLV3JpdGVTdHJlYW0SHi5zcWxnYXRlLnYxLldyaXRlU3RyZWFtUmVxdWVzdBofLnNxbGdhdGUudjEuV3JpdGVTdHJlYW1SZXNwb25zZSgBYgZwcm90bzM", [file_sqlgate_v1_value]);
 
 /**
  * Request for Write.
@@ -100,6 +100,14 @@ export type WriteResponse = Message<"sqlgate.v1.WriteResponse"> & {
    * @generated from field: uint32 duplicate_batches = 3;
    */
   duplicateBatches: number;
+
+  /**
+   * COMMITTED writes: the primary's replication position after the last batch
+   * that held the call's rows (see sqlgate.v1.ExecuteResponse.position).
+   *
+   * @generated from field: string position = 4;
+   */
+  position: string;
 };
 
 /**
@@ -192,6 +200,14 @@ export type WriteStreamResponse = Message<"sqlgate.v1.WriteStreamResponse"> & {
    * @generated from field: uint32 duplicate_batches = 3;
    */
   duplicateBatches: number;
+
+  /**
+   * COMMITTED writes: the primary's replication position after the stream's
+   * last batch (see sqlgate.v1.ExecuteResponse.position).
+   *
+   * @generated from field: string position = 4;
+   */
+  position: string;
 };
 
 /**

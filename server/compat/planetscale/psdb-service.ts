@@ -260,6 +260,7 @@ const noSummary = {
   lastInsertId: 0n,
   warningCount: 0,
   info: "",
+  position: "",
   outsideTransaction: true,
   inTransaction: false,
 };
