@@ -511,9 +511,9 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     .split(",")
     .map((replica) => replica.trim())
     .filter((replica) => replica !== "");
-  replicaUrls.forEach((replica, i) =>
-    checkMysqlUrl(`SQLGATE_MYSQL_REPLICA_URLS (URL ${i + 1})`, replica, problems),
-  );
+  for (const [i, replica] of replicaUrls.entries()) {
+    checkMysqlUrl(`SQLGATE_MYSQL_REPLICA_URLS (URL ${i + 1})`, replica, problems);
+  }
   const readFrom = read("SQLGATE_READ_FROM");
   if (readFrom !== "primary" && readFrom !== "replica") {
     problems.push(`SQLGATE_READ_FROM=${JSON.stringify(readFrom)}: expected primary or replica`);

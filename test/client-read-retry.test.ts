@@ -79,7 +79,10 @@ for (const httpVersion of ["2", "1.1"] as const) {
 
     assert.equal(await attemptsOf(() => client.execute("SELECT 1")), 3);
     assert.equal(await attemptsOf(() => client.batch(["SELECT 1", "SHOW TABLES"])), 3);
-    assert.equal(await attemptsOf(() => client.execute("DELETE FROM t", [], { readOnly: true })), 3);
+    assert.equal(
+      await attemptsOf(() => client.execute("DELETE FROM t", [], { readOnly: true })),
+      3,
+    );
     const stream = async () => {
       for await (const _ of client.stream("SELECT 1")) assert.fail("a row from nowhere");
     };
@@ -105,7 +108,10 @@ test("readRetries: 0 sends a read once; retries stay within the call's deadline"
   await assert.rejects(many.client.execute("SELECT 1", [], { timeoutMs: 300 }), DatabaseError);
   const ms = performance.now() - started;
   assert.ok(ms < 1500, `${Math.round(ms)} ms`);
-  assert.ok(many.attempts.count >= 2 && many.attempts.count < 50, `${many.attempts.count} attempts`);
+  assert.ok(
+    many.attempts.count >= 2 && many.attempts.count < 50,
+    `${many.attempts.count} attempts`,
+  );
 
   assert.throws(() => createClient({ url, readRetries: -1 }), RangeError);
 });

@@ -52,8 +52,8 @@ function runEach(
   done: (err: Error | null) => void,
 ): void {
   const [first, ...rest] = statements;
-  if (first === undefined) return done(null);
-  conn.query(first, (err) => (err ? done(err) : runEach(conn, rest, done)));
+  if (first === undefined) done(null);
+  else conn.query(first, (err) => (err ? done(err) : runEach(conn, rest, done)));
 }
 
 /**
