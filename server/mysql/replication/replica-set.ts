@@ -13,7 +13,7 @@
  * behind. So a replica whose SQL thread stopped on an idle primary is still
  * current (nothing to apply), and falls behind as soon as the primary writes.
  */
-import { type DatabaseOptions, describeUrl, type Engine } from "../database.js";
+import type { DatabaseOptions, Engine } from "../database.js";
 import { createDatabases, type Databases } from "../databases.js";
 import { formatPosition, hasReached, type Position, parsePosition } from "./position.js";
 
@@ -72,6 +72,12 @@ export interface ReplicaSet {
   close(): Promise<void>;
 }
 
+/** Where a URL's server is, for people: `host:port`, or the socket's path. */
+function serverOf(text: string): string {
+  const url = new URL(text);
+  return url.searchParams.get("socket") ?? (url.port ? url.host : `${url.host}:3306`);
+}
+
 /** Session set-up of replica connections: every statement a read-only transaction. */
 const readOnlySession = (): readonly string[] => ["SET SESSION TRANSACTION READ ONLY"];
 
@@ -126,9 +132,7 @@ export function createReplicaSet(options: ReplicaSetOptions): ReplicaSet {
       problem: "not checked yet" as string | undefined,
     };
     const replica: Replica & { state: typeof state } = {
-      name: describeUrl(url)
-        .replace(/^[^@]*@/, "")
-        .replace(/\/.*$/, ""),
+      name: serverOf(url),
       databases: createDatabases({
         ...options.pools,
         url,
