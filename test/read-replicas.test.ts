@@ -11,8 +11,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { Code } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
 import { ReadFrom } from "../gen/sqlgate/v1/database_pb.js";
+import { IngestService } from "../gen/sqlgate/v1/ingest_pb.js";
 import { type ReplicatedMysql, startReplicatedMysql } from "../server/devdb/replicated-mysql.js";
 import { databaseClient, refusal } from "./support/clients.js";
 import { startGateway } from "./support/gateway.js";
@@ -272,7 +274,7 @@ describe("read replicas", () => {
   });
 
   test("SQLGATE_READ_FROM=replica sends reads to the replica and writes to the primary", async (t) => {
-    const { client } = await setup(t, { SQLGATE_READ_FROM: "replica" });
+    const { client, gateway } = await setup(t, { SQLGATE_READ_FROM: "replica" });
     const read = await client.execute({ sql: "SELECT @@server_id" });
     assert.equal(read.servedBy, replicaName());
     const write = await client.execute({ sql: "INSERT INTO notes VALUES (1, 'x')" });
@@ -287,6 +289,31 @@ describe("read replicas", () => {
       options: { readFrom: ReadFrom.PRIMARY },
     });
     assert.equal(firstValue(primaryRead), "1");
+
+    // A COMMITTED ingest write carries its batch's position too.
+    const ingest = createClient(
+      IngestService,
+      createConnectTransport({ baseUrl: gateway.baseUrl, httpVersion: "2" }),
+    );
+    const written = await ingest.write({
+      table: "notes",
+      columns: ["id", "body"],
+      rows: [
+        {
+          values: [
+            { kind: { case: "int64Value", value: 2n } },
+            { kind: { case: "stringValue", value: "ingested" } },
+          ],
+        },
+      ],
+    });
+    assert.match(written.position, /^0-1-\d+$/);
+    const ingested = await client.execute({
+      sql: "SELECT body FROM notes WHERE id = 2",
+      options: { minPosition: written.position },
+    });
+    assert.equal(firstValue(ingested), "ingested");
+    assert.equal(ingested.servedBy, replicaName());
   });
 
   test("a replica that shuts down is skipped within a second; readiness stays green", async (t) => {

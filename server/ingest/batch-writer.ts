@@ -11,7 +11,7 @@
  * column is unknown, no privilege) fail every part for that table at once.
  */
 import { Code, type ConnectError } from "@connectrpc/connect";
-import type { PoolConnection } from "../mysql/database.js";
+import { type PoolConnection, positionOf, type StateChanges } from "../mysql/database.js";
 import { connectErrorFromMysql, isFatal } from "../mysql/errors.js";
 import type { IngestTarget } from "./ingest-target.js";
 import type { InternalTables } from "./internal-tables.js";
@@ -26,7 +26,12 @@ export interface IngestPart {
 }
 
 export type PartOutcome =
-  | { readonly ok: true; readonly duplicate: boolean }
+  | {
+      readonly ok: true;
+      readonly duplicate: boolean;
+      /** The replication position after the batch's commit, when tracked; else "". */
+      readonly position: string;
+    }
   | { readonly ok: false; readonly error: ConnectError };
 
 export interface BatchWriterOptions {
@@ -178,8 +183,8 @@ export function createBatchWriter(options: BatchWriterOptions): BatchWriter {
     if (keyed.length === 0 && extra === undefined && statements.length === 1) {
       // One statement is atomic by itself: autocommit saves two round trips.
       const only = statements[0] as { sql: string; target: IngestTarget };
-      await run(conn, only.sql, "rows", only.target);
-      return parts.map(() => ({ ok: true, duplicate: false }));
+      const position = positionOf((await run(conn, only.sql, "rows", only.target)) as StateChanges);
+      return parts.map(() => ({ ok: true, duplicate: false, position }));
     }
     await run(conn, "START TRANSACTION", "other");
     let open = true;
@@ -188,23 +193,23 @@ export function createBatchWriter(options: BatchWriterOptions): BatchWriter {
         ...new Set(keyed.map((p) => p.idempotencyKey as string)),
       ]);
       const seen = new Set<string>();
-      const outcomes: PartOutcome[] = parts.map((p) => {
+      const duplicates = parts.map((p) => {
         const key = p.idempotencyKey;
-        if (key === undefined) return { ok: true, duplicate: false };
+        if (key === undefined) return false;
         // A key given twice in one batch (a retry racing its first attempt) applies once.
         const duplicate = applied.has(key) || seen.has(key);
         seen.add(key);
-        return { ok: true, duplicate };
+        return duplicate;
       });
-      const live = parts.filter((_, i) => !(outcomes[i] as { duplicate: boolean }).duplicate);
+      const live = parts.filter((_, i) => !duplicates[i]);
       const liveKeyed = live.filter((p) => p.idempotencyKey !== undefined);
       if (liveKeyed.length > 0) await run(conn, keyStatement(liveKeyed), "keys");
       if (live.length !== parts.length) statements = insertStatements(live);
       for (const s of statements) await run(conn, s.sql, "rows", s.target);
       if (extra !== undefined) await run(conn, extra, "other");
       open = false;
-      await run(conn, "COMMIT", "commit");
-      return outcomes;
+      const position = positionOf((await run(conn, "COMMIT", "commit")) as StateChanges);
+      return duplicates.map((duplicate) => ({ ok: true, duplicate, position }));
     } catch (err) {
       if (open && !isFatal((err as StatementFailed).cause)) {
         await run(conn, "ROLLBACK", "other").catch(() => {});

@@ -37,6 +37,8 @@ export interface CommitResult {
   readonly duplicate: boolean;
   /** Which transaction held the rows (1, 2, ... per gateway), to count a stream's batches. */
   readonly batchId: number;
+  /** The replication position after that transaction, when tracked; else "". */
+  readonly position: string;
 }
 
 export interface GroupCommitStats {
@@ -211,7 +213,7 @@ export function createGroupCommit(
         if (outcome === undefined) return;
         if (outcome.ok) {
           if (!outcome.duplicate) rows += w.part.rows.rowCount;
-          settle(w, { duplicate: outcome.duplicate, batchId });
+          settle(w, { duplicate: outcome.duplicate, batchId, position: outcome.position });
         } else settle(w, outcome.error);
       });
     } catch (err) {

@@ -56,6 +56,8 @@ export interface WriteResult {
   duplicateBatches: number;
   /** The group-commit transaction that held the rows, if one did. */
   batchId?: number;
+  /** After a COMMITTED write: the replication position of its (last) batch, when tracked. */
+  position?: string;
 }
 
 /** A chunk of a stream: empty table/columns and undefined policies repeat the previous chunk's. */
@@ -188,7 +190,13 @@ export function createIngest(options: IngestOptions): Ingest {
     const result = await groupCommit.commit({ target, rows, idempotencyKey: key }, deadline);
     return result.duplicate
       ? { rowsWritten: 0, batches: 0, duplicateBatches: 1 }
-      : { rowsWritten: rows.rowCount, batches: 1, duplicateBatches: 0, batchId: result.batchId };
+      : {
+          rowsWritten: rows.rowCount,
+          batches: 1,
+          duplicateBatches: 0,
+          batchId: result.batchId,
+          position: result.position,
+        };
   };
 
   const upkeepOnce = async () => {
@@ -297,6 +305,8 @@ export function createIngest(options: IngestOptions): Ingest {
       const summary: WriteResult = { rowsWritten: 0, batches: 0, duplicateBatches: 0 };
       // Chunks merged into one transaction count as one batch.
       const batchIds = new Set<number>();
+      // The stream's position is its last batch's.
+      let lastBatch = 0;
       const inFlight = new Set<Promise<void>>();
       let failure: unknown;
       let table = "";
@@ -328,6 +338,10 @@ export function createIngest(options: IngestOptions): Ingest {
             summary.rowsWritten += r.rowsWritten;
             if (r.batchId === undefined) summary.batches += r.batches;
             else batchIds.add(r.batchId);
+            if (r.batchId !== undefined && r.batchId > lastBatch && r.position) {
+              lastBatch = r.batchId;
+              summary.position = r.position;
+            }
             summary.duplicateBatches += r.duplicateBatches;
             inFlight.delete(done);
           },

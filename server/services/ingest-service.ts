@@ -73,6 +73,7 @@ export const ingestService: ServiceImpl<typeof IngestService> = {
       rowsWritten: BigInt(result.rowsWritten),
       batches: result.batches,
       duplicateBatches: result.duplicateBatches,
+      position: result.position ?? "",
     });
   },
 
@@ -107,6 +108,7 @@ export const ingestService: ServiceImpl<typeof IngestService> = {
       rowsWritten: BigInt(result.rowsWritten),
       batches: result.batches,
       duplicateBatches: result.duplicateBatches,
+      position: result.position ?? "",
     });
   },
 };
