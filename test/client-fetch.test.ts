@@ -87,8 +87,8 @@ test("in a web-only sandbox: SQL, transactions, streams, errors and ingest", asy
     assert.deepEqual(r.syntax, { code: "invalid_argument", errno: 1064, sqlState: "42000" });
     assert.deepEqual(r.duplicate, { code: "already_exists", errno: 1062, sqlState: "23000" });
     assert.deepEqual(r.write, [
-      { rowsWritten: 1, batches: 1, duplicateBatches: 0 },
-      { rowsWritten: 0, batches: 0, duplicateBatches: 1 },
+      { rowsWritten: 1, batches: 1, duplicateBatches: 0, position: "" },
+      { rowsWritten: 0, batches: 0, duplicateBatches: 1, position: "" },
     ]);
     assert.deepEqual(r.writer, { rowsAcknowledged: 3000, rowsWritten: 3000 });
     assert.deepEqual(r.count, [{ n: "3001n" }]);

@@ -13,6 +13,7 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
+import { createClient as createSdk } from "../client/src/index.js";
 import { ReadFrom } from "../gen/sqlgate/v1/database_pb.js";
 import { IngestService } from "../gen/sqlgate/v1/ingest_pb.js";
 import { type ReplicatedMysql, startReplicatedMysql } from "../server/devdb/replicated-mysql.js";
@@ -314,6 +315,41 @@ describe("read replicas", () => {
     });
     assert.equal(firstValue(ingested), "ingested");
     assert.equal(ingested.servedBy, replicaName());
+  });
+
+  test("the SDK reads its own writes through the replica, with no position handling by the caller", async (t) => {
+    const { replica, gateway } = await setup(t, { SQLGATE_REPLICA_WAIT_MS: "300" });
+    const sdk = createSdk({ url: gateway.baseUrl });
+    t.after(() => sdk.close());
+    const own = sdk.withConsistency("read-your-writes");
+    const eventual = sdk.withConsistency("eventual");
+    const body = async (client: typeof sdk, id: number) => {
+      const res = await client.execute<{ body: string }>("SELECT body FROM notes WHERE id = ?", [
+        id,
+      ]);
+      return { body: res.rows[0]?.body, servedBy: res.servedBy };
+    };
+
+    await replica.query("STOP SLAVE SQL_THREAD");
+    await own.execute("INSERT INTO notes VALUES (?, ?)", [1, "mine"]);
+    assert.deepEqual(await body(eventual, 1), { body: undefined, servedBy: replicaName() });
+    assert.deepEqual(await body(own, 1), { body: "mine", servedBy: "primary" });
+    await sdk.transaction((tx) =>
+      tx.execute("INSERT INTO notes VALUES (?, ?)", [2, "in a transaction"]),
+    );
+    assert.deepEqual(await body(own, 2), { body: "in a transaction", servedBy: "primary" });
+    await sdk.ingest.write("notes", ["id", "body"], [[3, "ingested"]]);
+    assert.deepEqual(await body(own, 3), { body: "ingested", servedBy: "primary" });
+
+    await replica.query("START SLAVE SQL_THREAD");
+    assert.deepEqual(await body(own, 3), { body: "ingested", servedBy: replicaName() });
+    assert.deepEqual(await body(sdk.withConsistency("strong"), 1), {
+      body: "mine",
+      servedBy: "primary",
+    });
+    // Without withConsistency, SQLGATE_READ_FROM (here the primary) decides.
+    assert.equal((await body(sdk, 1)).servedBy, "primary");
+    assert.throws(() => sdk.withConsistency("sometimes" as never), TypeError);
   });
 
   test("a replica that shuts down is skipped within a second; readiness stays green", async (t) => {

@@ -18,10 +18,17 @@ import {
   DatabaseService,
   type ExecuteOptionsSchema,
   type ExecuteResponse,
+  type StreamExecuteRequestSchema,
   type Timing as TimingMessage,
 } from "../../gen/sqlgate/v1/database_pb.js";
 import { IngestService } from "../../gen/sqlgate/v1/ingest_pb.js";
 import type { Field } from "../../gen/sqlgate/v1/value_pb.js";
+import {
+  type Consistency,
+  createPositionTracker,
+  type PositionTracker,
+  readRouting,
+} from "./consistency.js";
 import { databaseErrorFrom } from "./database-error.js";
 import { createIngestClient, type IngestClient } from "./ingest.js";
 import { createUnaryIngestClient } from "./ingest-unary.js";
@@ -90,6 +97,13 @@ export interface ExecuteResult<Row = Record<string, unknown>> {
   /** MySQL's info string, such as "Rows matched: 1  Changed: 1  Warnings: 0". */
   readonly info: string;
   readonly timing: Timing;
+  /**
+   * After a write, when the gateway has read replicas: the primary's
+   * replication position (the client sends its newest with later reads); else "".
+   */
+  readonly position: string;
+  /** "primary" or "replica <host:port>" when the gateway has read replicas; else "". */
+  readonly servedBy: string;
 }
 
 /** One statement of a batch: SQL text alone, or with parameters. */
@@ -192,6 +206,11 @@ export interface SqlgateClient extends SqlRunner {
   readonly transport: Transport;
   /** Releases the client's connections. Close writers first: calls still running fail. */
   close(): Promise<void>;
+  /**
+   * This client with reads routed for `consistency` (see `Consistency`):
+   * same connections, same newest position; `close()` on either closes both.
+   */
+  withConsistency(consistency: Consistency): SqlgateClient;
 }
 
 /** Options of {@link createClientCore}: client-wide value options, and what the transport can do. */
@@ -237,29 +256,39 @@ export function createClientCore(
   const db = createConnectClient(DatabaseService, transport);
   const ingestClient = createConnectClient(IngestService, transport);
   const defaults = pickValueOptions(options);
+  const readRetries = readRetriesFrom(options.readRetries);
+  const positions = createPositionTracker();
+  const seen = (position: string) => positions.see(position);
+  const ingest =
+    options.clientStreaming === false
+      ? unaryIngest(createIngestClient(createUnaryIngestClient(ingestClient), seen))
+      : createIngestClient(ingestClient, seen);
   let closed: Promise<void> | undefined;
-  const runner = createSqlRunner(db, "", defaults, {}, readRetriesFrom(options.readRetries));
-  return {
-    ...runner,
+  const close = () => {
+    closed ??= (async () => {
+      await options.onClose?.();
+    })();
+    return closed;
+  };
+  const clientFor = (consistency: Consistency | undefined): SqlgateClient => ({
+    ...createSqlRunner(db, "", defaults, {}, { readRetries, positions, consistency }),
     transaction: (fn, txOptions = {}) =>
       runTransaction(
         db,
         txOptions,
         (session, hooks) => createSqlRunner(db, session, defaults, hooks),
         fn,
+        seen,
       ),
-    ingest:
-      options.clientStreaming === false
-        ? unaryIngest(createIngestClient(createUnaryIngestClient(ingestClient)))
-        : createIngestClient(ingestClient),
+    ingest,
     transport,
-    close() {
-      closed ??= (async () => {
-        await options.onClose?.();
-      })();
-      return closed;
+    close,
+    withConsistency(next) {
+      readRouting(next, positions); // refuses an unknown name now, not at the first read
+      return clientFor(next);
     },
-  };
+  });
+  return clientFor(undefined);
 }
 
 /**
@@ -313,6 +342,14 @@ export type CallSender = <T>(
   send: (callOptions: CallOptions) => Promise<T>,
 ) => Promise<T>;
 
+/** How a runner outside a transaction routes reads and resends lost ones. */
+export interface ReadPolicy {
+  readonly readRetries: number;
+  /** The client's newest position, sent with reads and updated by every answer. */
+  readonly positions: PositionTracker;
+  readonly consistency: Consistency | undefined;
+}
+
 function callSender(retries: number, headers?: Record<string, string>): CallSender {
   return (statements, options, send) => {
     const reads = options.readOnly === true || statements.every(isReadStatement);
@@ -326,16 +363,15 @@ function callSender(retries: number, headers?: Record<string, string>): CallSend
 }
 
 /**
- * The SQL methods on `session` ("" outside a transaction). Reads are resent
- * after a lost call up to `readRetries` times: only outside a transaction,
- * whose statements must run once on its own connection.
+ * The SQL methods on `session` ("" outside a transaction). `reads` applies
+ * outside a transaction only: its statements run once, on its connection.
  */
 export function createSqlRunner(
   db: DatabaseClient,
   session: string,
   defaults: ValueOptions,
   hooks: RunnerHooks = {},
-  readRetries = 0,
+  reads?: ReadPolicy,
 ): SqlRunner {
   const fail = (reason: unknown): never => {
     const err = databaseErrorFrom(reason);
@@ -343,7 +379,15 @@ export function createSqlRunner(
     throw err;
   };
   const guard = hooks.before;
-  const sendCall = callSender(session === "" ? readRetries : 0, hooks.headers);
+  const sendCall = callSender(reads?.readRetries ?? 0, hooks.headers);
+  /** The options of a call of `statements`, routed as a read if they all read. */
+  const optionsFor = (statements: readonly string[], options: QueryOptions) => ({
+    ...statementOptions(options),
+    ...(reads !== undefined && isRead(statements, options)
+      ? readRouting(reads.consistency, reads.positions)
+      : {}),
+  });
+  const seen = (position: string) => reads?.positions.see(position);
   return {
     async execute(sql: string, params?: Params, options: QueryOptions = {}) {
       try {
@@ -352,9 +396,10 @@ export function createSqlRunner(
           sql,
           ...paramFieldsFromJs(params),
           session,
-          options: statementOptions(options),
+          options: optionsFor([sql], options),
         };
         const response = await sendCall([sql], options, (call) => db.execute(request, call));
+        seen(response.position);
         return resultFrom(response, options.as ?? "object", valueOptions(defaults, options));
       } catch (err) {
         return fail(err);
@@ -372,13 +417,20 @@ export function createSqlRunner(
           ),
           atomic: options.atomic ?? false,
           session,
-          options: statementOptions(options),
+          // An atomic batch is a transaction: the gateway runs it on the primary.
+          options: options.atomic
+            ? statementOptions(options)
+            : optionsFor(
+                statements.map((s) => (typeof s === "string" ? s : s.sql)),
+                options,
+              ),
         };
         const response = await sendCall(
           request.statements.map((s) => s.sql),
           options,
           (call) => db.executeBatch(request, call),
         );
+        seen(response.position);
         const shape = options.as ?? "object";
         const values = valueOptions(defaults, options);
         return response.results.map((r) => resultFrom(r, shape, values));
@@ -388,9 +440,20 @@ export function createSqlRunner(
     },
 
     stream(sql: string, params?: Params, options: StreamOptions = {}) {
-      return createRowStream(db, session, sql, params, options, defaults, hooks, sendCall, fail);
+      const request = {
+        sql,
+        ...paramFieldsFromJs(params),
+        session,
+        options: optionsFor([sql], options),
+      };
+      return createRowStream(db, request, options, defaults, hooks, sendCall, seen, fail);
     },
   } as SqlRunner;
+}
+
+/** Whether a call's statements only read (see read-retry.ts), or it runs read-only. */
+function isRead(statements: readonly string[], options: QueryOptions): boolean {
+  return options.readOnly === true || statements.every(isReadStatement);
 }
 
 function valueOptions(defaults: ValueOptions, options: ValueOptions): ValueOptions {
@@ -445,18 +508,19 @@ function resultFrom(
     truncated: response.truncated,
     info: response.info,
     timing: timingFrom(response.timing),
+    position: response.position,
+    servedBy: response.servedBy,
   };
 }
 
 function createRowStream(
   db: DatabaseClient,
-  session: string,
-  sql: string,
-  params: Params | undefined,
+  request: MessageInitShape<typeof StreamExecuteRequestSchema>,
   options: StreamOptions,
   defaults: ValueOptions,
   hooks: RunnerHooks,
   sendCall: CallSender,
+  seen: (position: string) => void,
   fail: (reason: unknown) => never,
 ): RowStream<unknown> {
   const guard = hooks.before;
@@ -474,15 +538,9 @@ function createRowStream(
     else signal?.addEventListener("abort", onAbort, { once: true });
     try {
       guard?.();
-      const request = {
-        sql,
-        ...paramFieldsFromJs(params),
-        session,
-        options: statementOptions(options),
-      };
       // A read is resent while its first message has not arrived: after
       // that, rows have been yielded and a second run would repeat them.
-      const { responses, first } = await sendCall([sql], options, async (call) => {
+      const { responses, first } = await sendCall([request.sql ?? ""], options, async (call) => {
         const iterator = db
           .streamExecute(request, { ...call, signal: abort.signal })
           [Symbol.asyncIterator]();
@@ -501,6 +559,7 @@ function createRowStream(
         }
         for (const row of message.rows) yield decode(row);
         if (message.timing !== undefined) {
+          seen(message.position);
           summary = {
             rowsAffected: Number(message.rowsAffected),
             lastInsertId: message.lastInsertId,

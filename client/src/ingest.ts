@@ -42,6 +42,8 @@ export interface WriteResult {
   readonly batches: number;
   /** 1 if the batch's idempotency key had been applied already. */
   readonly duplicateBatches: number;
+  /** COMMITTED, with read replicas: the replication position of the rows' batch; else "". */
+  readonly position: string;
 }
 
 export interface IngestClient {
@@ -64,7 +66,14 @@ export interface IngestClient {
   writer(table: string, columns: readonly string[], options?: IngestWriterOptions): IngestWriter;
 }
 
-export function createIngestClient(client: Client<typeof IngestService>): IngestClient {
+/**
+ * `client.ingest` over IngestService; `seen` takes each answer's replication
+ * position, so that later reads through replicas see the rows.
+ */
+export function createIngestClient(
+  client: Client<typeof IngestService>,
+  seen: (position: string) => void = () => {},
+): IngestClient {
   return {
     async write(table, columns, rows, options = {}) {
       const response = await client.write(
@@ -81,10 +90,12 @@ export function createIngestClient(client: Client<typeof IngestService>): Ingest
           ...(options.signal !== undefined ? { signal: options.signal } : {}),
         },
       );
+      seen(response.position);
       return {
         rowsWritten: Number(response.rowsWritten),
         batches: response.batches,
         duplicateBatches: response.duplicateBatches,
+        position: response.position,
       };
     },
     writer: (table, columns, options) => createIngestWriter(client, table, columns, options),

@@ -62,13 +62,15 @@ export const ownerHeader = "sqlgate-owner";
 
 /**
  * Runs `fn` as `SqlgateClient.transaction` documents. `runnerFor(session,
- * hooks)` gives the SQL methods bound to a transaction's token.
+ * hooks)` gives the SQL methods bound to a transaction's token; `seen` takes
+ * the commit's replication position.
  */
 export async function runTransaction<T, Runner extends object>(
   db: DatabaseClient,
   options: TransactionOptions,
   runnerFor: (session: string, hooks: RunnerHooks) => Runner,
   fn: (tx: Runner & { readonly session: string }) => Promise<T>,
+  seen: (position: string) => void = () => {},
 ): Promise<T> {
   const retries = options.retries ?? 2;
   if (!Number.isInteger(retries) || retries < 0) {
@@ -150,7 +152,7 @@ export async function runTransaction<T, Runner extends object>(
 
     ended = "committed";
     try {
-      await db.commitTransaction({ session }, endOptions);
+      seen((await db.commitTransaction({ session }, endOptions)).position);
     } catch (reason) {
       const err = databaseErrorFrom(reason);
       ended = "its commit failed";
