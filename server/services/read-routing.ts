@@ -65,6 +65,7 @@ export function routeCall(core: GatewayCore, principal: Principal, call: RoutedC
   }
   const scope = core.scopeFor(principal);
   const replicas = core.replicaReads;
+  // Checked even when no replica will serve: a bad position is the caller's mistake.
   const position = positionFrom(minPosition);
   const toReplica =
     readFrom === ReadFrom.REPLICA ||
@@ -83,8 +84,12 @@ export function routeCall(core: GatewayCore, principal: Principal, call: RoutedC
   return { source: route, readOnly: true, servedBy: () => route.servedBy };
 }
 
+/** The position before any write (shared: most calls give none). */
+const noPosition: Position = new Map();
+
 /** `min_position` parsed, or `invalid_argument` for text no gateway returned. */
 export function positionFrom(text: string): Position {
+  if (text === "") return noPosition;
   const position = parsePosition(text);
   if (position === undefined) {
     throw new ConnectError(

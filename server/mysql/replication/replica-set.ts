@@ -15,7 +15,7 @@
  */
 import type { DatabaseOptions, Engine } from "../database.js";
 import { createDatabases, type Databases } from "../databases.js";
-import { formatPosition, hasReached, type Position, parsePosition } from "./position.js";
+import { combine, formatPosition, hasReached, type Position, parsePosition } from "./position.js";
 
 /** One replica and what the monitor knows of it. */
 export interface Replica {
@@ -149,9 +149,8 @@ export function createReplicaSet(options: ReplicaSetOptions): ReplicaSet {
       },
       active: 0,
       reached(position) {
-        if (!hasReached(state.position, position)) {
-          state.position = new Map([...state.position, ...position]);
-        }
+        if (!hasReached(state.position, position))
+          state.position = combine(state.position, position);
       },
       markDown(reason) {
         state.up = false;
