@@ -32,10 +32,8 @@ import {
   internalTables,
   purgeExpiredKeys,
 } from "./internal-tables.js";
-import type { IngestLog } from "./log/ingest-log.js";
-import { encodeLogRecord } from "./log/log-record.js";
-import { openSegmentLog } from "./log/segment-log.js";
-import { createLogFlusher, type LogFlusher } from "./log-flusher.js";
+import type { BufferedLog } from "./log/buffered-log.js";
+import { openLocalLog } from "./log/local-log.js";
 import { renderRows } from "./sql-literal.js";
 
 export type Durability = "committed" | "buffered";
@@ -83,6 +81,10 @@ export interface IngestStats {
   /** Age of the oldest record not yet in MySQL, in seconds (0 when none). */
   readonly logLagSeconds: number;
   readonly rejectedRecords: number;
+  /** Batches this process appended to the buffered log, applied from it, and got again. */
+  readonly logAppended: number;
+  readonly logApplied: number;
+  readonly logRedelivered: number;
 }
 
 export interface Ingest {
@@ -126,8 +128,7 @@ export function createIngest(options: IngestOptions): Ingest {
   };
   let maxStatementBytes = config.maxBatchBytes;
   let groupCommit: GroupCommit | undefined;
-  let log: IngestLog | undefined;
-  let flusher: LogFlusher | undefined;
+  let log: BufferedLog | undefined;
   let upkeep: NodeJS.Timeout | undefined;
   /** Why the internal tables are missing, if they are. */
   let tablesProblem: string | undefined;
@@ -140,7 +141,7 @@ export function createIngest(options: IngestOptions): Ingest {
   };
 
   /** The log, for a call that needs the internal tables (a key, or BUFFERED). */
-  const needTables = (): IngestLog => {
+  const needTables = (): BufferedLog => {
     if (tablesProblem !== undefined) throw new ConnectError(tablesProblem, Code.FailedPrecondition);
     if (log === undefined) throw new ConnectError("ingestion is not started", Code.Unavailable);
     return log;
@@ -175,16 +176,7 @@ export function createIngest(options: IngestOptions): Ingest {
     if (key !== undefined) needTables();
     const { target, rows } = await prepare(input);
     if (input.durability === "buffered") {
-      const log = needTables();
-      const record = encodeLogRecord(target, rows, key);
-      // Near full, the wait for room ends a little before the deadline (see roomWaitMs).
-      const nearFull = log.stats().bytes + record.length > config.logMaxBytes;
-      await log.append(
-        record,
-        nearFull
-          ? AbortSignal.any([deadline.signal, AbortSignal.timeout(roomWaitMs(deadline))])
-          : deadline.signal,
-      );
+      await needTables().append(target, rows, key, deadline);
       return { rowsWritten: rows.rowCount, batches: 1, duplicateBatches: 0 };
     }
     const result = await groupCommit.commit({ target, rows, idempotencyKey: key }, deadline);
@@ -205,17 +197,7 @@ export function createIngest(options: IngestOptions): Ingest {
     try {
       const purged = await purgeExpiredKeys(lease.conn, tables, config.keyRetentionMs);
       if (purged > 0) logger.debug({ purged }, "expired idempotency keys deleted");
-      if (log !== undefined) {
-        await new Promise<void>((resolve, reject) =>
-          lease.conn.query(
-            {
-              sql: `DELETE FROM ${tables.logApplied} WHERE log_id = ? AND last_seq < ?`,
-              values: [log?.logId, log?.firstSeq()],
-            },
-            (err) => (err ? reject(err) : resolve()),
-          ),
-        );
-      }
+      await log?.upkeep(lease.conn);
       broken = false;
     } finally {
       lease.release(broken);
@@ -259,23 +241,10 @@ export function createIngest(options: IngestOptions): Ingest {
         maxBatchBytes: Math.min(config.maxBatchBytes, maxStatementBytes),
       });
       if (tablesProblem !== undefined) return;
-      const segmentLog = await openSegmentLog({
-        dir: path.join(options.dataDir, "ingest-log"),
+      log = await openLocalLog({
+        dataDir: options.dataDir,
         segmentBytes: config.logSegmentBytes,
         maxBytes: config.logMaxBytes,
-      });
-      log = segmentLog;
-      const { truncatedBytes, corruptSegments, droppedSeqs } = segmentLog.recovered;
-      if (droppedSeqs > 0 || corruptSegments.length > 0) {
-        logger.error(
-          { truncatedBytes, corruptSegments, droppedSeqs },
-          "ingest log: damaged records were set aside; acknowledged BUFFERED rows may be lost",
-        );
-      } else if (truncatedBytes > 0) {
-        logger.warn({ truncatedBytes }, "ingest log: a torn tail (a crash mid-append) was cut off");
-      }
-      flusher = createLogFlusher({
-        log: segmentLog,
         catalog,
         writer,
         tables,
@@ -284,10 +253,7 @@ export function createIngest(options: IngestOptions): Ingest {
         maxBatchBytes: Math.min(config.maxBatchBytes, maxStatementBytes),
         logger,
       });
-      await flusher.start();
-      const pending = segmentLog.stats().unappliedRecords;
-      if (pending > 0)
-        logger.info({ records: pending }, "ingest log: replaying records not yet in MySQL");
+      await log.start();
       upkeep = setInterval(
         () => {
           upkeepOnce().catch((err: Error) =>
@@ -362,7 +328,6 @@ export function createIngest(options: IngestOptions): Ingest {
     stats() {
       const batching = groupCommit?.stats();
       const logStats = log?.stats();
-      const oldest = logStats?.oldestUnappliedAtMs;
       return {
         bufferedBytes: batching?.bufferedBytes ?? 0,
         queuedParts: batching?.queuedParts ?? 0,
@@ -370,9 +335,12 @@ export function createIngest(options: IngestOptions): Ingest {
         batches: batching?.batches ?? 0,
         rows: batching?.rows ?? 0,
         logBytes: logStats?.bytes ?? 0,
-        logRecords: logStats?.unappliedRecords ?? 0,
-        logLagSeconds: oldest === undefined ? 0 : Math.max(0, (Date.now() - oldest) / 1000),
-        rejectedRecords: flusher?.stats().rejectedRecords ?? 0,
+        logRecords: logStats?.backlog ?? 0,
+        logLagSeconds: logStats?.lagSeconds ?? 0,
+        rejectedRecords: logStats?.rejectedRecords ?? 0,
+        logAppended: logStats?.appended ?? 0,
+        logApplied: logStats?.applied ?? 0,
+        logRedelivered: logStats?.redelivered ?? 0,
       };
     },
     async close(drainMs) {
@@ -387,20 +355,10 @@ export function createIngest(options: IngestOptions): Ingest {
         ]);
         clearTimeout(timer);
       }
-      if (flusher !== undefined) {
-        const drained = await flusher.drain(drainMs);
-        if (!drained) {
-          logger.warn(
-            {
-              records:
-                log === undefined ? 0 : log.nextSeq() - (flusher.stats().appliedThroughSeq + 1),
-            },
-            "ingest log not fully flushed at shutdown; the rest is replayed at the next start",
-          );
-        }
-        await flusher.close();
+      if (log !== undefined) {
+        await log.drain(drainMs);
+        await log.close();
       }
-      await log?.close();
     },
   };
 }

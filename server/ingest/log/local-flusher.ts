@@ -12,16 +12,16 @@
  * `sqlgate_ingest_rejected` instead of blocking the log forever.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { PoolConnection } from "../mysql/database.js";
-import type { MysqlLikeError } from "../mysql/errors.js";
-import type { Logger } from "../observability/logger.js";
-import { BatchInterrupted, type BatchWriter, type IngestPart } from "./batch-writer.js";
-import type { AcquireConnection } from "./group-commit.js";
-import { quoteIdentifier, type TargetCatalog } from "./ingest-target.js";
-import type { InternalTables } from "./internal-tables.js";
-import type { IngestLog, LogRecord } from "./log/ingest-log.js";
-import { decodeLogRecord } from "./log/log-record.js";
-import { stringLiteral } from "./sql-literal.js";
+import type { PoolConnection } from "../../mysql/database.js";
+import type { MysqlLikeError } from "../../mysql/errors.js";
+import type { Logger } from "../../observability/logger.js";
+import { BatchInterrupted, type BatchWriter, type IngestPart } from "../batch-writer.js";
+import type { AcquireConnection } from "../group-commit.js";
+import { quoteIdentifier, type TargetCatalog } from "../ingest-target.js";
+import type { InternalTables } from "../internal-tables.js";
+import { stringLiteral } from "../sql-literal.js";
+import type { IngestLog, LogRecord } from "./ingest-log.js";
+import { decodeLogRecord } from "./log-record.js";
 
 export interface LogFlusherOptions {
   readonly log: IngestLog;
