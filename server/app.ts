@@ -143,7 +143,20 @@ export async function buildApp(options: AppOptions): Promise<App> {
     }
     // Replicas are details: with none usable, reads go to the primary.
     const replicas = options.replicas();
-    const details = replicas.length > 0 ? { replicas } : {};
+    const ingest = options.core.ingest.stats();
+    const details = {
+      ...(replicas.length > 0 ? { replicas } : {}),
+      ...(ingest.logKind === "jetstream"
+        ? {
+            ingestLog: {
+              kind: ingest.logKind,
+              backlog: ingest.logRecords,
+              lagSeconds: ingest.logLagSeconds,
+              deadLetters: ingest.rejectedRecords,
+            },
+          }
+        : {}),
+    };
     try {
       await options.db.ping(readinessTimeoutMs);
       return { status: "ready", mysql: "ok", ...details };

@@ -67,6 +67,27 @@ export interface IngestConfig {
   readonly logMaxBytes: number;
   /** Where the gateway's own tables live; undefined: the URL's database, else `sqlgate`. */
   readonly internalDatabase: string | undefined;
+  /** The BUFFERED log: this gateway's own, or NATS JetStream shared by every replica. */
+  readonly log: { readonly kind: "local" } | ({ readonly kind: "jetstream" } & JetStreamConfig);
+}
+
+/** The shared JetStream log for BUFFERED ingest (SQLGATE_INGEST_LOG=nats://...). */
+export interface JetStreamConfig {
+  /** `nats://host:port` of each server. */
+  readonly servers: readonly string[];
+  readonly user: string | undefined;
+  readonly password: string | undefined;
+  readonly token: string | undefined;
+  /** A CA file: TLS to NATS, the server checked against it. */
+  readonly caFile: string | undefined;
+  readonly stream: string;
+  readonly subject: string;
+  readonly consumer: string;
+  readonly replicas: number;
+  readonly maxBytes: number;
+  readonly duplicateWindowMs: number;
+  readonly ackWaitMs: number;
+  readonly maxDeliver: number;
 }
 
 /** Limits of PlanetScale's API, with PlanetScale's documented values as defaults. */
@@ -319,6 +340,78 @@ export const settings: readonly Setting[] = [
     defaultValue: "67108864",
     description:
       "Size of one write-ahead log segment file (BUFFERED durability) under `SQLGATE_DATA_DIR/ingest-log`.",
+  },
+  {
+    name: "SQLGATE_INGEST_LOG",
+    defaultValue: "local",
+    description:
+      "Where BUFFERED writes are kept until MySQL has them: `local` (this gateway's write-ahead log under SQLGATE_DATA_DIR) or `nats://host:port[,host:port...]` (a NATS JetStream stream shared by every replica; see SQLGATE_NATS_*).",
+  },
+  {
+    name: "SQLGATE_NATS_USER",
+    defaultValue: "(unset)",
+    description: "NATS user name (with SQLGATE_NATS_PASSWORD). Never logged.",
+  },
+  {
+    name: "SQLGATE_NATS_PASSWORD",
+    defaultValue: "(unset)",
+    description: "NATS password. Never logged.",
+  },
+  {
+    name: "SQLGATE_NATS_TOKEN",
+    defaultValue: "(unset)",
+    description: "NATS authentication token (instead of a user and password). Never logged.",
+  },
+  {
+    name: "SQLGATE_NATS_CA",
+    defaultValue: "(unset: no TLS)",
+    description: "PEM CA file: connect to NATS over TLS, checking the servers against it.",
+  },
+  {
+    name: "SQLGATE_NATS_STREAM",
+    defaultValue: "SQLGATE_INGEST",
+    description:
+      "The JetStream stream (a work queue, file storage, created by the first replica that starts; an existing one with other settings is reported, never changed).",
+  },
+  {
+    name: "SQLGATE_NATS_SUBJECT",
+    defaultValue: "sqlgate.ingest",
+    description: "The subject BUFFERED batches are published on (the stream's only subject).",
+  },
+  {
+    name: "SQLGATE_NATS_CONSUMER",
+    defaultValue: "sqlgate-flusher",
+    description: "The durable pull consumer every replica drains the stream through.",
+  },
+  {
+    name: "SQLGATE_NATS_REPLICAS",
+    defaultValue: "1",
+    description:
+      "Stream replicas: 1 for a single NATS server, 3 for a cluster (survives losing a machine).",
+  },
+  {
+    name: "SQLGATE_NATS_MAX_BYTES",
+    defaultValue: "1073741824",
+    description:
+      "The stream's size cap (1 GiB). When full, BUFFERED calls wait, and fail with `resource_exhausted` at their deadline.",
+  },
+  {
+    name: "SQLGATE_NATS_DUPLICATE_WINDOW_MS",
+    defaultValue: "120000",
+    description:
+      "JetStream drops a batch published again with the same idempotency key within this window (after it, the key in MySQL still makes it a duplicate).",
+  },
+  {
+    name: "SQLGATE_NATS_ACK_WAIT_MS",
+    defaultValue: "30000",
+    description:
+      "A batch taken by a replica and not acknowledged within this is delivered again (to any replica): a replica that died mid-batch delays its rows by this much.",
+  },
+  {
+    name: "SQLGATE_NATS_MAX_DELIVER",
+    defaultValue: "5",
+    description:
+      "Deliveries of a batch MySQL keeps refusing for its data before it goes to the dead-letter table (`sqlgate_ingest_rejected`).",
   },
   {
     name: "SQLGATE_INGEST_LOG_MAX_BYTES",
@@ -591,6 +684,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       logSegmentBytes: int("SQLGATE_INGEST_LOG_SEGMENT_BYTES", 4096, 2 ** 31 - 1),
       logMaxBytes: int("SQLGATE_INGEST_LOG_MAX_BYTES", 4096),
       internalDatabase: env.SQLGATE_INTERNAL_DATABASE || undefined,
+      log: ingestLogOf(read("SQLGATE_INGEST_LOG"), env, int, read, problems),
     },
     auth: {
       credentialsFile: env.SQLGATE_CREDENTIALS_FILE || undefined,
@@ -733,4 +827,47 @@ function deepFreeze<T>(value: T): T {
     Object.freeze(value);
   }
   return value;
+}
+
+/** SQLGATE_INGEST_LOG and the SQLGATE_NATS_* settings. */
+function ingestLogOf(
+  text: string,
+  env: Readonly<Record<string, string | undefined>>,
+  int: (name: string, min: number, max?: number) => number,
+  read: (name: string) => string,
+  problems: string[],
+): IngestConfig["log"] {
+  if (text === "local") return { kind: "local" };
+  const servers = text
+    .split(",")
+    .map((server) => server.trim())
+    .filter((server) => server !== "");
+  const bad = servers.filter((server) => !/^(nats|tls):\/\/[^/\s]+:\d+$/.test(server));
+  if (servers.length === 0 || bad.length > 0) {
+    problems.push(
+      `SQLGATE_INGEST_LOG=${JSON.stringify(text)}: expected local or nats://host:port[,nats://host:port...]`,
+    );
+  }
+  const name = (setting: string, pattern: RegExp) => {
+    const value = read(setting);
+    if (!pattern.test(value))
+      problems.push(`${setting}=${JSON.stringify(value)}: not a valid name`);
+    return value;
+  };
+  return {
+    kind: "jetstream",
+    servers,
+    user: env.SQLGATE_NATS_USER || undefined,
+    password: env.SQLGATE_NATS_PASSWORD || undefined,
+    token: env.SQLGATE_NATS_TOKEN || undefined,
+    caFile: env.SQLGATE_NATS_CA || undefined,
+    stream: name("SQLGATE_NATS_STREAM", /^[A-Za-z0-9_-]+$/),
+    subject: name("SQLGATE_NATS_SUBJECT", /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/),
+    consumer: name("SQLGATE_NATS_CONSUMER", /^[A-Za-z0-9_-]+$/),
+    replicas: int("SQLGATE_NATS_REPLICAS", 1, 5),
+    maxBytes: int("SQLGATE_NATS_MAX_BYTES", 1024 * 1024),
+    duplicateWindowMs: int("SQLGATE_NATS_DUPLICATE_WINDOW_MS", 1000),
+    ackWaitMs: int("SQLGATE_NATS_ACK_WAIT_MS", 1000),
+    maxDeliver: int("SQLGATE_NATS_MAX_DELIVER", 1, 1000),
+  };
 }

@@ -33,6 +33,7 @@ import {
   purgeExpiredKeys,
 } from "./internal-tables.js";
 import type { BufferedLog } from "./log/buffered-log.js";
+import { openJetStreamLog } from "./log/jetstream-log.js";
 import { openLocalLog } from "./log/local-log.js";
 import { renderRows } from "./sql-literal.js";
 
@@ -81,6 +82,8 @@ export interface IngestStats {
   /** Age of the oldest record not yet in MySQL, in seconds (0 when none). */
   readonly logLagSeconds: number;
   readonly rejectedRecords: number;
+  /** Which BUFFERED log: this gateway's own, or JetStream shared by every replica. */
+  readonly logKind: "local" | "jetstream";
   /** Batches this process appended to the buffered log, applied from it, and got again. */
   readonly logAppended: number;
   readonly logApplied: number;
@@ -110,6 +113,8 @@ export interface IngestOptions {
 
 /** Chunks of one WriteStream in flight at once: enough to keep batches full. */
 const streamWindow = 32;
+/** JetStream messages each replica takes (and writes to MySQL together) at once. */
+const jetStreamFetch = 256;
 /** Longest idempotency key (the key column is VARBINARY(255)). */
 const maxKeyBytes = 255;
 
@@ -156,10 +161,12 @@ export function createIngest(options: IngestOptions): Ingest {
     }
     const target = await catalog.resolve(input.table, input.columns, input.onConflict);
     const overhead = target.insertOverheadBytes;
+    // BUFFERED rows also fit the log's records (NATS messages have a size cap).
+    const logChunk = input.durability === "buffered" ? (log?.maxChunkBytes ?? Infinity) : Infinity;
     const rows = renderRows(
       input.rows,
       target.columns,
-      Math.max(1024, (maxStatementBytes - overhead) >> 1),
+      Math.max(1024, Math.min((maxStatementBytes - overhead) >> 1, logChunk)),
     );
     if (rows.longestRowBytes + overhead > maxStatementBytes) {
       throw new ConnectError(
@@ -241,10 +248,7 @@ export function createIngest(options: IngestOptions): Ingest {
         maxBatchBytes: Math.min(config.maxBatchBytes, maxStatementBytes),
       });
       if (tablesProblem !== undefined) return;
-      log = await openLocalLog({
-        dataDir: options.dataDir,
-        segmentBytes: config.logSegmentBytes,
-        maxBytes: config.logMaxBytes,
+      const drainBatch = {
         catalog,
         writer,
         tables,
@@ -252,7 +256,21 @@ export function createIngest(options: IngestOptions): Ingest {
         maxBatchRows: config.maxBatchRows,
         maxBatchBytes: Math.min(config.maxBatchBytes, maxStatementBytes),
         logger,
-      });
+      };
+      log =
+        config.log.kind === "jetstream"
+          ? await openJetStreamLog({
+              ...drainBatch,
+              config: config.log,
+              fetchMessages: jetStreamFetch,
+              connectTimeoutMs: Math.max(5000, options.lockTimeoutMs),
+            })
+          : await openLocalLog({
+              ...drainBatch,
+              dataDir: options.dataDir,
+              segmentBytes: config.logSegmentBytes,
+              maxBytes: config.logMaxBytes,
+            });
       await log.start();
       upkeep = setInterval(
         () => {
@@ -334,6 +352,7 @@ export function createIngest(options: IngestOptions): Ingest {
         batchesInFlight: batching?.batchesInFlight ?? 0,
         batches: batching?.batches ?? 0,
         rows: batching?.rows ?? 0,
+        logKind: logStats?.kind ?? "local",
         logBytes: logStats?.bytes ?? 0,
         logRecords: logStats?.backlog ?? 0,
         logLagSeconds: logStats?.lagSeconds ?? 0,

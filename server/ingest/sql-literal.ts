@@ -31,6 +31,8 @@ export interface RenderedRows {
   readonly bytes: number;
   /** The largest single row, in bytes. */
   readonly longestRowBytes: number;
+  /** Rows in each chunk, when rendered here (not kept in log records). */
+  readonly chunkRows?: readonly number[];
 }
 
 const needsEscape = /[\\']/;
@@ -95,8 +97,10 @@ export function renderRows(
   if (rows.length === 0) throw invalid("no rows given");
   const chunks: string[] = [];
   const chunkBytes: number[] = [];
+  const chunkRows: number[] = [];
   let chunk = "";
   let size = 0;
+  let count = 0;
   let longestRowBytes = 0;
   for (let r = 0; r < rows.length; r++) {
     const values = (rows[r] as Row).values;
@@ -116,8 +120,10 @@ export function renderRows(
     if (size > 0 && size + 1 + bytes > maxChunkBytes) {
       chunks.push(chunk);
       chunkBytes.push(size);
+      chunkRows.push(count);
       chunk = "";
       size = 0;
+      count = 0;
     }
     if (size === 0) {
       chunk = tuple;
@@ -126,12 +132,14 @@ export function renderRows(
       chunk += `,${tuple}`;
       size += 1 + bytes;
     }
+    count++;
   }
   chunks.push(chunk);
   chunkBytes.push(size);
+  chunkRows.push(count);
   let bytes = 0;
   for (const n of chunkBytes) bytes += n;
-  return { chunks, chunkBytes, rowCount: rows.length, bytes, longestRowBytes };
+  return { chunks, chunkBytes, chunkRows, rowCount: rows.length, bytes, longestRowBytes };
 }
 
 function invalid(message: string): ConnectError {

@@ -18,6 +18,9 @@ export interface IngestCounters {
   readonly logRecords: number;
   readonly logLagSeconds: number;
   readonly rejectedRecords: number;
+  readonly logAppended: number;
+  readonly logApplied: number;
+  readonly logRedelivered: number;
 }
 
 export interface MetricsSources {
@@ -162,8 +165,23 @@ export function createMetrics(sources: MetricsSources): Metrics {
   );
   counter(
     "sqlgate_ingest_log_rejected_records_total",
-    "Write-ahead log records MySQL refused, kept in sqlgate_ingest_rejected.",
+    "BUFFERED batches MySQL refused for good (dead letters), kept in sqlgate_ingest_rejected.",
     (s) => s.rejectedRecords,
+  );
+  counter(
+    "sqlgate_ingest_log_appended_total",
+    "BUFFERED batches this gateway stored in the log (local, or JetStream publishes acknowledged).",
+    (s) => s.logAppended,
+  );
+  counter(
+    "sqlgate_ingest_log_applied_total",
+    "BUFFERED batches this gateway wrote from the log to MySQL.",
+    (s) => s.logApplied,
+  );
+  counter(
+    "sqlgate_ingest_log_redelivered_total",
+    "JetStream batches delivered to this gateway again (after a replica or NATS crash, or a refusal).",
+    (s) => s.logRedelivered,
   );
   gauge(
     "sqlgate_ingest_buffer_bytes",
@@ -173,17 +191,17 @@ export function createMetrics(sources: MetricsSources): Metrics {
   gauge("sqlgate_ingest_queued_calls", "Calls whose rows wait for a batch.", (s) => s.queuedParts);
   gauge(
     "sqlgate_ingest_log_bytes",
-    "Bytes of the write-ahead log on disk (BUFFERED durability).",
+    "Bytes of the BUFFERED log: the local write-ahead log on disk, or the JetStream stream.",
     (s) => s.logBytes,
   );
   gauge(
     "sqlgate_ingest_log_records",
-    "Write-ahead log records not yet in MySQL (log depth).",
+    "BUFFERED batches not yet in MySQL (log depth; JetStream: the consumer's pending and unacknowledged).",
     (s) => s.logRecords,
   );
   gauge(
     "sqlgate_ingest_log_flush_lag_seconds",
-    "Age of the oldest write-ahead log record not yet in MySQL (0 when none).",
+    "Age of the oldest BUFFERED batch not yet in MySQL (0 when none).",
     (s) => s.logLagSeconds,
   );
   return {

@@ -30,6 +30,8 @@ export interface BufferedLogStats {
 }
 
 export interface BufferedLog {
+  /** The largest chunk of rendered rows one record may hold (JetStream: NATS's max_payload). */
+  readonly maxChunkBytes: number;
   /** Opens the log (recovering or checking it) and starts draining it to MySQL. */
   start(): Promise<void>;
   /**

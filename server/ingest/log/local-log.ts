@@ -52,6 +52,7 @@ export async function openLocalLog(options: LocalLogOptions): Promise<BufferedLo
   let appliedAtStart = 0;
 
   return {
+    maxChunkBytes: Number.POSITIVE_INFINITY,
     async start() {
       await flusher.start();
       appliedAtStart = flusher.stats().appliedThroughSeq;
