@@ -1,26 +1,29 @@
 #!/usr/bin/env bash
 # Runs the benchmarks on compiled JavaScript (never tsx): makes sure a MariaDB
 # server binary exists, builds dist/, then runs the point-query benchmark, the
-# StreamExecute one, the two ingest ones, forwarding and replicas (point
-# queries through HAProxy to one and to three replicas), each of which starts
-# its own private MariaDB and the gateway as a separate process.
-# BENCH_ONLY=point, stream, ingest-write, ingest-stream, forwarding or
-# replicas runs just one of them.
+# StreamExecute one, the two ingest ones, forwarding, replicas (point
+# queries through HAProxy to one and to three replicas) and read-replicas
+# (point queries on a MariaDB primary vs its GTID replica, and what
+# min_position costs), each of which starts its own private MariaDB and the
+# gateway as a separate process.
+# BENCH_ONLY=point, stream, ingest-write, ingest-stream, forwarding, replicas
+# or read-replicas runs just one of them.
 # Other settings: BENCH_SECONDS, BENCH_RUNS, BENCH_WARMUP_SECONDS,
 # BENCH_POOL_SIZE, BENCH_ROWS, BENCH_CALLERS (see bench/point-query.ts);
 # BENCH_STREAM_ROWS, BENCH_SLOW_FACTOR, BENCH_SLOW_STALL_SECONDS (see
 # bench/stream-execute.ts); BENCH_CALLERS, BENCH_SESSIONS, BENCH_DIRECT_POOL,
 # BENCH_VARIANTS (see bench/ingest-write.ts); BENCH_STREAMS, BENCH_CHUNK_ROWS,
 # BENCH_DIRECT_CONNECTIONS (see bench/ingest-stream.ts); BENCH_SESSIONS (see
-# bench/replicas.ts). BENCH_CALLERS means a list for point-query and one
-# number for ingest-write and replicas: set it with BENCH_ONLY.
+# bench/replicas.ts, bench/read-replicas.ts); BENCH_SETTLE_MS (see
+# bench/read-replicas.ts). BENCH_CALLERS means a list for point-query and one
+# number for ingest-write, replicas and read-replicas: set it with BENCH_ONLY.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 only="${BENCH_ONLY:-}"
 case "$only" in
-  "" | point | stream | ingest-write | ingest-stream | forwarding | replicas) ;;
+  "" | point | stream | ingest-write | ingest-stream | forwarding | replicas | read-replicas) ;;
   *)
-    echo "bench: BENCH_ONLY must be point, stream, ingest-write, ingest-stream, forwarding or replicas, not '$only'" >&2
+    echo "bench: BENCH_ONLY must be point, stream, ingest-write, ingest-stream, forwarding, replicas or read-replicas, not '$only'" >&2
     exit 2
     ;;
 esac
@@ -34,3 +37,4 @@ if run ingest-write; then node dist/bench/ingest-write.js "$@"; fi
 if run ingest-stream; then node dist/bench/ingest-stream.js "$@"; fi
 if run forwarding; then node dist/bench/forwarding.js "$@"; fi
 if run replicas; then node dist/bench/replicas.js "$@"; fi
+if run read-replicas; then node dist/bench/read-replicas.js "$@"; fi
