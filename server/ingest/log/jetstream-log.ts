@@ -236,19 +236,19 @@ export async function openJetStreamLog(options: JetStreamLogOptions): Promise<Bu
     );
   };
 
-  /** Writes one fetched batch; acks what is in MySQL, returns the rest for later. */
-  const apply = async (messages: readonly JsMsg[]) => {
+  /**
+   * Writes one fetched batch on `conn`; acks what is in MySQL, hands the
+   * rest back for later. Throws (everything handed back) when MySQL fails.
+   */
+  const apply = async (conn: PoolConnection, messages: readonly JsMsg[]) => {
     const stopWorking = keepWorking(messages);
-    let lease: Awaited<ReturnType<AcquireConnection>> | undefined;
-    let broken = true;
     try {
       const delivered = await decode(messages);
       const writable = delivered.filter((d) => d.part !== undefined);
-      lease = await options.acquire();
       const outcomes =
         writable.length > 0
           ? await options.writer.apply(
-              lease.conn,
+              conn,
               writable.map((d) => d.part as IngestPart),
             )
           : [];
@@ -260,8 +260,9 @@ export async function openJetStreamLog(options: JetStreamLogOptions): Promise<Bu
           item.msg.ack();
           applied++;
         } else if (item.msg.info.deliveryCount >= config.maxDeliver) {
-          await deadLetter(lease.conn, item);
-          item.msg.term(item.error.message);
+          // Kept in MySQL now: done with, as far as the stream is concerned.
+          await deadLetter(conn, item);
+          item.msg.ack();
           rejectedRecords++;
           logger.error(
             { seq: item.msg.seq, target: item.target, error: item.error.message },
@@ -272,14 +273,12 @@ export async function openJetStreamLog(options: JetStreamLogOptions): Promise<Bu
           item.msg.nak(Math.min(30_000, 1000 * item.msg.info.deliveryCount));
         }
       }
-      broken = false;
     } catch (err) {
       // Nothing of this batch is acknowledged: it all comes back.
       for (const msg of messages) msg.nak(1000);
       throw err;
     } finally {
       stopWorking();
-      lease?.release(broken);
     }
   };
 
@@ -287,20 +286,29 @@ export async function openJetStreamLog(options: JetStreamLogOptions): Promise<Bu
     const consumer = await js.consumers.get(config.stream, config.consumer);
     let failing = 0;
     while (!stop.signal.aborted) {
+      // A MySQL connection first: while MySQL is down, nothing is taken
+      // from the stream (each delivery counts towards SQLGATE_NATS_MAX_DELIVER).
+      let lease: Awaited<ReturnType<AcquireConnection>> | undefined;
+      let broken = true;
       try {
+        lease = await options.acquire();
         const batch = await consumer.fetch({ max_messages: options.fetchMessages, expires: 1000 });
         const messages: JsMsg[] = [];
         for await (const msg of batch) {
           messages.push(msg);
           if (msg.redelivered) redelivered++;
         }
-        if (messages.length === 0) continue;
-        const oldest = Math.min(...messages.map((m) => m.info.timestampNanos / 1e6));
-        lagSeconds = Math.max(0, (Date.now() - oldest) / 1000);
-        await apply(messages);
+        if (messages.length > 0) {
+          const oldest = Math.min(...messages.map((m) => m.info.timestampNanos / 1e6));
+          lagSeconds = Math.max(0, (Date.now() - oldest) / 1000);
+          await apply(lease.conn, messages);
+        }
+        broken = false;
         if (failing > 0) logger.info("JetStream ingest draining resumed");
         failing = 0;
       } catch (err) {
+        lease?.release(true);
+        lease = undefined;
         if (stop.signal.aborted) break;
         failing++;
         const delayMs = Math.min(100 * 2 ** Math.min(failing, 6), 5000);
@@ -311,6 +319,8 @@ export async function openJetStreamLog(options: JetStreamLogOptions): Promise<Bu
           );
         }
         await sleep(delayMs);
+      } finally {
+        lease?.release(broken);
       }
     }
   };
@@ -474,7 +484,10 @@ async function ensureConsumer(jsm: JetStreamManager, config: JetStreamConfig): P
   const want = {
     ack_policy: AckPolicy.Explicit,
     ack_wait: nanos(config.ackWaitMs),
-    max_deliver: config.maxDeliver,
+    // Unlimited: a batch is never left undelivered in the stream. The gateway
+    // moves one MySQL keeps refusing to the dead-letter table itself, after
+    // SQLGATE_NATS_MAX_DELIVER deliveries.
+    max_deliver: -1,
   };
   const have = await jsm.consumers
     .info(config.stream, config.consumer)
