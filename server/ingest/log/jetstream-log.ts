@@ -23,6 +23,7 @@
  *   While MySQL is down, batches go back (nak) and draining backs off.
  */
 import { createHash, randomUUID } from "node:crypto";
+import { setTimeout as delay } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
   AckPolicy,
@@ -155,16 +156,7 @@ export async function openJetStreamLog(options: JetStreamLogOptions): Promise<Bu
   let watcher: NodeJS.Timeout | undefined;
 
   /** Waits `ms`, or less if the log is closed meanwhile. */
-  const sleep = (ms: number) =>
-    new Promise<void>((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        stop.signal.removeEventListener("abort", done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      stop.signal.addEventListener("abort", done, { once: true });
-    });
+  const sleep = (ms: number) => delay(ms, undefined, { signal: stop.signal }).catch(() => {});
 
   /** Backlog from the consumer (the stream's count can be wrong after a 2.9 crash). */
   const watch = async () => {

@@ -11,6 +11,7 @@
  * already acknowledged, so nobody can be told) is moved, with the error, to
  * `sqlgate_ingest_rejected` instead of blocking the log forever.
  */
+import { setTimeout as delay } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { PoolConnection } from "../../mysql/database.js";
 import type { MysqlLikeError } from "../../mysql/errors.js";
@@ -214,16 +215,7 @@ export function createLogFlusher(options: LogFlusherOptions): LogFlusher {
   };
 
   /** Waits `ms`, or less if the flusher is closed meanwhile. */
-  const sleep = (ms: number) =>
-    new Promise<void>((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        stop.signal.removeEventListener("abort", done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      stop.signal.addEventListener("abort", done, { once: true });
-    });
+  const sleep = (ms: number) => delay(ms, undefined, { signal: stop.signal }).catch(() => {});
 
   const advance = async (throughSeq: number) => {
     cursor = throughSeq + 1;
