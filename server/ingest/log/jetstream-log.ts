@@ -286,9 +286,15 @@ export async function openJetStreamLog(options: JetStreamLogOptions): Promise<Bu
         lease = await options.acquire();
         const batch = await consumer.fetch({ max_messages: options.fetchMessages, expires: 1000 });
         const messages: JsMsg[] = [];
-        for await (const msg of batch) {
-          messages.push(msg);
-          if (msg.redelivered) redelivered++;
+        try {
+          for await (const msg of batch) {
+            messages.push(msg);
+            if (msg.redelivered) redelivered++;
+          }
+        } catch (err) {
+          // A fetch can fail part way ("heartbeats missed"): what came is
+          // written now, not left to wait out its ack wait.
+          if (messages.length === 0) throw err;
         }
         if (messages.length > 0) {
           const oldest = Math.min(...messages.map((m) => m.info.timestampNanos / 1e6));
