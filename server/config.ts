@@ -35,6 +35,13 @@ export interface ReplicasConfig {
   readonly checkIntervalMs: number;
 }
 
+/** Change streams from the binlog. */
+export interface ChangesConfig {
+  readonly heartbeatMs: number;
+  /** Messages queued per subscriber before it is ended as too slow. */
+  readonly bufferMessages: number;
+}
+
 export interface LimitsConfig {
   readonly maxBodyBytes: number;
   readonly maxResponseBytes: number;
@@ -141,6 +148,7 @@ export interface Config {
   readonly dataDir: string;
   readonly mysql: MysqlConfig;
   readonly replicas: ReplicasConfig;
+  readonly changes: ChangesConfig;
   readonly limits: LimitsConfig;
   readonly transactions: TransactionsConfig;
   readonly ingest: IngestConfig;
@@ -235,6 +243,18 @@ export const settings: readonly Setting[] = [
     name: "SQLGATE_REPLICA_CHECK_INTERVAL_MS",
     defaultValue: "1000",
     description: "How often each replica's health, position and lag are checked.",
+  },
+  {
+    name: "SQLGATE_CHANGES_HEARTBEAT_MS",
+    defaultValue: "5000",
+    description:
+      "A change stream with nothing to send gets a heartbeat (with the current position) this often, unless the request asks for another interval.",
+  },
+  {
+    name: "SQLGATE_CHANGES_BUFFER",
+    defaultValue: "1000",
+    description:
+      "Messages queued for one change-stream subscriber; one that falls further behind is ended with `resource_exhausted` naming the position to resume from, so it never holds up the others or the heap.",
   },
   {
     name: "SQLGATE_MAX_BODY_BYTES",
@@ -648,6 +668,10 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       connectTimeoutMs: int("SQLGATE_MYSQL_CONNECT_TIMEOUT_MS", 1),
       idleTimeoutMs: int("SQLGATE_POOL_IDLE_TIMEOUT_MS", 1),
       startupTimeoutMs: int("SQLGATE_MYSQL_STARTUP_TIMEOUT_MS", 0),
+    },
+    changes: {
+      heartbeatMs: int("SQLGATE_CHANGES_HEARTBEAT_MS", 100),
+      bufferMessages: int("SQLGATE_CHANGES_BUFFER", 1, 1_000_000),
     },
     replicas: {
       urls: replicaUrls,

@@ -6,12 +6,13 @@
 import { randomBytes } from "node:crypto";
 import { type App, buildApp } from "./app.js";
 import { createCredentialStore, readCredentialsFile } from "./auth/credentials.js";
+import { createChangeFeed } from "./changes/change-feed.js";
 import { createPsdbService } from "./compat/planetscale/psdb-service.js";
 import { createPsdbSessions } from "./compat/planetscale/psdb-session.js";
 import type { Config } from "./config.js";
 import { createIngest, type Ingest } from "./ingest/ingest.js";
 import { poolSource } from "./mysql/connection-source.js";
-import { type Database, trackPositions } from "./mysql/database.js";
+import { connectionOptionsFromUrl, type Database, trackPositions } from "./mysql/database.js";
 import { createDatabases } from "./mysql/databases.js";
 import { createReadRouter } from "./mysql/replication/read-router.js";
 import { createReplicaSet, type ReplicaSet } from "./mysql/replication/replica-set.js";
@@ -91,6 +92,14 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
   const node = config.transactions.nodeUrl ?? `sqlgate-${randomBytes(6).toString("hex")}`;
   const sessions = createSessionRegistry({ ...config.transactions, node, codec });
   const closing = new AbortController();
+  // Readers start with their first subscriber: nothing is read before.
+  const changes = createChangeFeed({
+    connection: connectionOptionsFromUrl(options.mysqlUrl),
+    query: (sql) => db.queryRows(sql, [], 5000),
+    bufferTransactions: config.changes.bufferMessages,
+    maxChangesPerMessage: 1000,
+    logger: options.logger,
+  });
   const scopes = new Map<Database, Scope>();
   const core: GatewayCore = {
     sql: createSqlExecutor({
@@ -114,6 +123,7 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
     },
     primaryDatabase: db.databaseName,
     sessions,
+    changes: { feed: changes, heartbeatMs: config.changes.heartbeatMs },
     replicaReads: withReplicas
       ? {
           router: createReadRouter({ replicas, waitMs: config.replicas.waitMs }),
@@ -184,7 +194,7 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
         clearTimeout(timer);
       } finally {
         try {
-          await Promise.all([sessions.close(), ingest.close(ingestDrainMs)]);
+          await Promise.all([sessions.close(), ingest.close(ingestDrainMs), changes.close()]);
         } finally {
           await Promise.all([databases.close(), replicas.close()]);
         }

@@ -5,6 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
+import { binlogServerArgs } from "./changes/binlog-settings.js";
 import { type Config, ConfigError, loadConfig } from "./config.js";
 import { type EmbeddedMysql, startEmbeddedMysql } from "./devdb/embedded-mysql.js";
 import { createGateway, type Gateway } from "./gateway.js";
@@ -94,6 +95,8 @@ async function main(config: Config): Promise<void> {
     if (url === undefined) {
       embedded = await startEmbeddedMysql({
         dataDir: config.dataDir,
+        // A binary log for change streams (ChangeService).
+        serverArgs: binlogServerArgs,
         log: (message) => logger.info(message),
       });
       url = embedded.url;

@@ -4,8 +4,10 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionV1alpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { ChangeService } from "../gen/sqlgate/v1/changes_pb.js";
 import { DatabaseService } from "../gen/sqlgate/v1/database_pb.js";
 import { IngestService } from "../gen/sqlgate/v1/ingest_pb.js";
+import { changeService } from "./services/change-service.js";
 import { databaseService } from "./services/database-service.js";
 import { createHealthService } from "./services/health-service.js";
 import { ingestService } from "./services/ingest-service.js";
@@ -14,6 +16,7 @@ import { createReflectionServices } from "./services/reflection-service.js";
 export function routes(router: ConnectRouter): void {
   router.service(DatabaseService, databaseService);
   router.service(IngestService, ingestService);
+  router.service(ChangeService, changeService);
   router.service(Health, createHealthService([DatabaseService.typeName, IngestService.typeName]));
   // Reflection lists what the router serves, itself included.
   const reflection = createReflectionServices(() => [

@@ -114,7 +114,7 @@ export interface IngestOptions {
 /** Chunks of one WriteStream in flight at once: enough to keep batches full. */
 const streamWindow = 32;
 /** JetStream messages each replica takes (and writes to MySQL together) at once. */
-const jetStreamFetch = 1024;
+const jetStreamFetch = 256;
 /** Longest idempotency key (the key column is VARBINARY(255)). */
 const maxKeyBytes = 255;
 

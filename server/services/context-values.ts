@@ -5,6 +5,7 @@
  * `internal` instead of crashing.
  */
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
+import type { ChangeFeed } from "../changes/change-feed.js";
 import type { Ingest } from "../ingest/ingest.js";
 import type { ConnectionSource } from "../mysql/connection-source.js";
 import type { Database } from "../mysql/database.js";
@@ -40,6 +41,8 @@ export interface GatewayCore {
   /** The MySQL URL's database, the one ingest writes to. */
   readonly primaryDatabase: string;
   readonly sessions: SessionRegistry;
+  /** Row changes from the binlog, and the heartbeat of an idle stream. */
+  readonly changes: { readonly feed: ChangeFeed; readonly heartbeatMs: number } | undefined;
   /** Reads on replicas; undefined without replicas (everything runs on the primary). */
   readonly replicaReads: ReplicaReads | undefined;
   /** How long transaction calls without a deadline wait for their turn or a connection. */

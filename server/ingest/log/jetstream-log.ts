@@ -284,6 +284,7 @@ export async function openJetStreamLog(options: JetStreamLogOptions): Promise<Bu
       let broken = true;
       try {
         lease = await options.acquire();
+        // At most fetchMessages x NATS's max_payload (1 MiB by default) in memory.
         const batch = await consumer.fetch({ max_messages: options.fetchMessages, expires: 1000 });
         const messages: JsMsg[] = [];
         try {

@@ -1,0 +1,289 @@
+/**
+ * Change streams for subscribers: the binlog reader's transactions, filtered
+ * per subscriber, into bounded queues.
+ *
+ * Subscribers that start from now share one reader per gateway, which never
+ * waits for them: each has a queue of at most `bufferTransactions` messages,
+ * and one that falls that far behind is ended with `resource_exhausted`
+ * naming the position to resume from, while the others carry on. A
+ * subscriber that resumes from a position gets a reader of its own, started
+ * there (resuming cannot be served from the shared reader, which is already
+ * past it).
+ */
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { ChangeOp, type SubscribeResponseSchema } from "../../gen/sqlgate/v1/changes_pb.js";
+import type { Logger } from "../observability/logger.js";
+import {
+  type BinlogChange,
+  type BinlogConnectionOptions,
+  type BinlogDdl,
+  type BinlogReader,
+  type BinlogTransaction,
+  createBinlogReader,
+} from "./binlog-reader.js";
+import { type BinlogQuery, checkBinlogPosition, checkBinlogSettings } from "./binlog-settings.js";
+import { rowOfBinlogValues } from "./change-values.js";
+
+export type ChangeMessage = MessageInitShape<typeof SubscribeResponseSchema>;
+
+/** Which tables a subscriber follows. */
+export interface TableFilter {
+  /** Whether changes of `database`.`table` go to the subscriber. */
+  matches(database: string, table: string): boolean;
+  /** Whether schema changes run in `database` go to the subscriber. */
+  followsDatabase(database: string): boolean;
+}
+
+export interface SubscribeOptions {
+  readonly tables: TableFilter;
+  /** A position to resume after; "" for from now. */
+  readonly from: string;
+  readonly includeBefore: boolean;
+  readonly heartbeatMs: number;
+  readonly signal: AbortSignal;
+}
+
+export interface ChangeFeed {
+  /** The subscriber's messages: transactions, schema changes, and heartbeats while idle. */
+  subscribe(options: SubscribeOptions): AsyncGenerator<ChangeMessage>;
+  close(): Promise<void>;
+}
+
+export interface ChangeFeedOptions {
+  /** The binlog connection (an account with replication privileges). */
+  readonly connection: BinlogConnectionOptions;
+  /** Runs a query on the primary (settings and position checks). */
+  readonly query: BinlogQuery;
+  /** Messages queued per subscriber before it is ended as too slow. */
+  readonly bufferTransactions: number;
+  /** Row changes per message; a larger transaction arrives in parts. */
+  readonly maxChangesPerMessage: number;
+  readonly logger: Logger;
+}
+
+/** One subscriber's queue and state. */
+interface Subscriber {
+  readonly options: SubscribeOptions;
+  readonly queue: { readonly message: ChangeMessage; readonly position: string }[];
+  /** The position after the last message handed to the subscriber. */
+  delivered: string;
+  /** Set when it must end (too slow, or its reader failed). */
+  failure: ConnectError | undefined;
+  wake: (() => void) | undefined;
+}
+
+/** A binlog reader and the subscribers it feeds. */
+interface Source {
+  readonly subscribers: Set<Subscriber>;
+  readonly reader: BinlogReader;
+  /** The position after the last transaction read. */
+  position: string;
+}
+
+/** Reader ids: distinct per reader, and well away from servers' own `server_id`s. */
+let nextServerId = 0x4000_0000 + Math.floor(Math.random() * 0x1000_0000);
+
+const opOf = { insert: ChangeOp.INSERT, update: ChangeOp.UPDATE, delete: ChangeOp.DELETE };
+
+export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
+  const { logger } = options;
+  let live: Source | undefined;
+  const sources = new Set<Source>();
+
+  const messagesOf = (subscriber: Subscriber, tx: BinlogTransaction): ChangeMessage[] => {
+    const { tables, includeBefore } = subscriber.options;
+    const changes = tx.changes
+      .filter((c) => tables.matches(c.database, c.table))
+      .map((c) => rowChange(c, includeBefore));
+    if (changes.length === 0) return [];
+    const commitTime = timestampFromDate(tx.commitTime);
+    const size = options.maxChangesPerMessage;
+    if (changes.length <= size) {
+      return [
+        { event: { case: "transaction", value: { position: tx.position, commitTime, changes } } },
+      ];
+    }
+    const parts: ChangeMessage[] = [];
+    for (let i = 0; i < changes.length; i += size) {
+      parts.push({
+        event: {
+          case: "transaction",
+          value: {
+            position: tx.position,
+            commitTime,
+            changes: changes.slice(i, i + size),
+            part: parts.length + 1,
+            lastPart: i + size >= changes.length,
+          },
+        },
+      });
+    }
+    return parts;
+  };
+
+  const push = (subscriber: Subscriber, messages: readonly ChangeMessage[], position: string) => {
+    if (subscriber.failure !== undefined) return;
+    if (subscriber.queue.length + messages.length > options.bufferTransactions) {
+      subscriber.failure = new ConnectError(
+        `this subscriber fell more than ${options.bufferTransactions} messages behind (SQLGATE_CHANGES_BUFFER); resume from position ${subscriber.delivered || "(its start)"}`,
+        Code.ResourceExhausted,
+        { "sqlgate-resume-from": subscriber.delivered },
+      );
+      subscriber.queue.length = 0;
+    } else {
+      // A subscriber resumes after a whole transaction: only the last part carries its position on.
+      messages.forEach((message, i) => {
+        subscriber.queue.push({ message, position: i === messages.length - 1 ? position : "" });
+      });
+    }
+    subscriber.wake?.();
+  };
+
+  const startSource = (from: string): Source => {
+    const subscribers = new Set<Subscriber>();
+    const source: Source = {
+      subscribers,
+      position: from,
+      reader: createBinlogReader({
+        connection: options.connection,
+        serverId: nextServerId++,
+        from,
+        onTransaction(tx) {
+          source.position = tx.position;
+          for (const s of subscribers) push(s, messagesOf(s, tx), tx.position);
+        },
+        onDdl(ddl: BinlogDdl) {
+          source.position = ddl.position;
+          for (const s of subscribers) {
+            if (!s.options.tables.followsDatabase(ddl.database)) continue;
+            push(
+              s,
+              [
+                {
+                  event: {
+                    case: "schemaChange",
+                    value: { position: ddl.position, database: ddl.database, sql: ddl.sql },
+                  },
+                },
+              ],
+              ddl.position,
+            );
+          }
+        },
+        onError(err) {
+          if (!err.fatal) {
+            logger.warn({ error: err.message }, "binlog reader: reconnecting");
+            return;
+          }
+          logger.error({ error: err.message }, "binlog reader stopped");
+          const failure = new ConnectError(err.message, Code.FailedPrecondition);
+          for (const s of subscribers) {
+            s.failure ??= failure;
+            s.wake?.();
+          }
+          sources.delete(source);
+          if (live === source) live = undefined;
+        },
+      }),
+    };
+    sources.add(source);
+    return source;
+  };
+
+  const failedPrecondition = (message: string) =>
+    new ConnectError(message, Code.FailedPrecondition);
+
+  return {
+    async *subscribe(subscription) {
+      const problems = await checkBinlogSettings(options.query);
+      if (problems.length > 0) {
+        throw failedPrecondition(
+          `change streams need the binary log set up: ${problems.map((p) => p.message).join("; ")}`,
+        );
+      }
+      if (subscription.from !== "") {
+        const check = await checkBinlogPosition(options.query, subscription.from).catch(
+          (err: unknown) => {
+            throw new ConnectError(
+              `from: ${err instanceof Error ? err.message : String(err)}`,
+              Code.InvalidArgument,
+            );
+          },
+        );
+        if (!check.available) {
+          throw failedPrecondition(
+            `from: position ${subscription.from} is no longer in the binary log (${check.reason ?? "purged"}); the oldest available is ${check.oldest}`,
+          );
+        }
+      }
+      const source =
+        subscription.from === "" ? (live ??= startSource("")) : startSource(subscription.from);
+      const subscriber: Subscriber = {
+        options: subscription,
+        queue: [],
+        delivered: subscription.from,
+        failure: undefined,
+        wake: undefined,
+      };
+      source.subscribers.add(subscriber);
+      try {
+        await source.reader.ready();
+        if (subscriber.delivered === "") subscriber.delivered = source.reader.position();
+        while (!subscription.signal.aborted) {
+          const next = subscriber.queue.shift();
+          if (next !== undefined) {
+            yield next.message;
+            if (next.position !== "") subscriber.delivered = next.position;
+            continue;
+          }
+          if (subscriber.failure !== undefined) throw subscriber.failure;
+          const woken = await new Promise<boolean>((resolve) => {
+            const timer = setTimeout(() => resolve(false), subscription.heartbeatMs);
+            const done = () => {
+              clearTimeout(timer);
+              subscription.signal.removeEventListener("abort", done);
+              subscriber.wake = undefined;
+              resolve(true);
+            };
+            subscriber.wake = done;
+            subscription.signal.addEventListener("abort", done, { once: true });
+          });
+          if (!woken) {
+            yield { event: { case: "heartbeat", value: { position: subscriber.delivered } } };
+          }
+        }
+      } finally {
+        source.subscribers.delete(subscriber);
+        // A private reader ends with its subscriber; the shared one stays for the next.
+        if (source !== live) {
+          sources.delete(source);
+          await source.reader.close();
+        }
+      }
+    },
+
+    async close() {
+      await Promise.all([...sources].map((s) => s.reader.close()));
+      sources.clear();
+      live = undefined;
+    },
+  };
+}
+
+function rowChange(change: BinlogChange, includeBefore: boolean) {
+  const withBefore = change.op === "delete" || (change.op === "update" && includeBefore);
+  return {
+    database: change.database,
+    table: change.table,
+    op: opOf[change.op],
+    columns: [...change.columns],
+    ...(withBefore && change.before !== undefined
+      ? { before: rowOfBinlogValues(change.before, change.columnTypes) }
+      : {}),
+    ...(change.after !== undefined
+      ? { after: rowOfBinlogValues(change.after, change.columnTypes) }
+      : {}),
+  };
+}
