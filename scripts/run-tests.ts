@@ -8,6 +8,7 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { binlogServerArgs } from "../server/changes/binlog-settings.js";
 import { startEmbeddedMysql } from "../server/devdb/embedded-mysql.js";
 
 function testFiles(dir: string): string[] {
@@ -19,7 +20,12 @@ function testFiles(dir: string): string[] {
 }
 
 const dataDir = mkdtempSync(path.join(os.tmpdir(), "sqlgate-test-"));
-const mysql = await startEmbeddedMysql({ dataDir, log: (m) => process.stderr.write(`${m}\n`) });
+const mysql = await startEmbeddedMysql({
+  dataDir,
+  log: (m) => process.stderr.write(`${m}\n`),
+  // A binary log, as `npm start`'s database has, for the change-stream tests.
+  serverArgs: binlogServerArgs,
+});
 const args = process.argv.slice(2);
 const files = args.length > 0 ? args : testFiles("test").sort();
 const concurrency =

@@ -4,6 +4,7 @@
  * so that what is tested is what runs.
  */
 import { randomBytes } from "node:crypto";
+import { setMaxListeners } from "node:events";
 import { type App, buildApp } from "./app.js";
 import { createCredentialStore, readCredentialsFile } from "./auth/credentials.js";
 import { createChangeFeed } from "./changes/change-feed.js";
@@ -92,6 +93,8 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
   const node = config.transactions.nodeUrl ?? `sqlgate-${randomBytes(6).toString("hex")}`;
   const sessions = createSessionRegistry({ ...config.transactions, node, codec });
   const closing = new AbortController();
+  // Every change stream listens for the gateway closing.
+  setMaxListeners(0, closing.signal);
   // Readers start with their first subscriber: nothing is read before.
   const changes = createChangeFeed({
     connection: connectionOptionsFromUrl(options.mysqlUrl),

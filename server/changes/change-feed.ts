@@ -240,13 +240,14 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
           }
           if (subscriber.failure !== undefined) throw subscriber.failure;
           const woken = await new Promise<boolean>((resolve) => {
-            const timer = setTimeout(() => resolve(false), subscription.heartbeatMs);
-            const done = () => {
+            const settle = (wokenUp: boolean) => {
               clearTimeout(timer);
               subscription.signal.removeEventListener("abort", done);
               subscriber.wake = undefined;
-              resolve(true);
+              resolve(wokenUp);
             };
+            const done = () => settle(true);
+            const timer = setTimeout(() => settle(false), subscription.heartbeatMs);
             subscriber.wake = done;
             subscription.signal.addEventListener("abort", done, { once: true });
           });

@@ -123,6 +123,8 @@ export function createOnePortServer(
     const every = options.keepaliveIntervalMs ?? 0;
     if (every > 0) {
       const pinger = setInterval(() => {
+        // A session that ended between two pings: its timers are being cleared.
+        if (session.closed || session.destroyed) return;
         const answered = setTimeout(
           () => session.destroy(),
           options.keepaliveTimeoutMs ?? 20_000,
