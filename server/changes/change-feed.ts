@@ -218,8 +218,8 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
           );
         }
       }
-      const source =
-        subscription.from === "" ? (live ??= startSource("")) : startSource(subscription.from);
+      if (subscription.from === "") live ??= startSource("");
+      const source = subscription.from === "" ? (live as Source) : startSource(subscription.from);
       const subscriber: Subscriber = {
         options: subscription,
         queue: [],
