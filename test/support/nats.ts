@@ -372,11 +372,11 @@ async function withManager<T>(
     servers: typeof servers === "string" ? servers.split(",") : [...servers],
   });
   try {
-    const jsm = await jetstreamManager(nc);
     const until = Date.now() + electionTimeoutMs;
     for (;;) {
       try {
-        return await fn(jsm);
+        // Creating the manager asks for the account's info: unanswered too during an election.
+        return await fn(await jetstreamManager(nc));
       } catch (err) {
         if (!isUnanswered(err) || Date.now() > until) throw err;
       }
