@@ -134,9 +134,12 @@ export async function openJetStreamLog(options: JetStreamLogOptions): Promise<Bu
   const { config, logger, tables } = options;
   const where = config.servers.join(",");
   const nc = await connectTo(config, options.connectTimeoutMs);
-  const jsm = await jetstreamManager(nc);
-  await ensureStream(jsm, config);
-  await ensureConsumer(jsm, config);
+  // A cluster that just started (or elects a leader) leaves JetStream API
+  // requests unanswered for a while: ask again until the start-up timeout.
+  const setUpUntil = performance.now() + options.connectTimeoutMs;
+  const jsm = await untilAnswered(() => jetstreamManager(nc), setUpUntil);
+  await untilAnswered(() => ensureStream(jsm, config), setUpUntil);
+  await untilAnswered(() => ensureConsumer(jsm, config), setUpUntil);
   const js = jetstream(nc);
   logger.info(
     { servers: where, stream: config.stream, consumer: config.consumer, replicas: config.replicas },
@@ -403,6 +406,24 @@ export async function openJetStreamLog(options: JetStreamLogOptions): Promise<Bu
       await nc.drain().catch(() => nc.close());
     },
   };
+}
+
+/**
+ * Runs `fn` again while it fails for want of an answer (a timeout, no
+ * responders, a cluster without a leader yet), until `until` (performance.now()).
+ */
+async function untilAnswered<T>(fn: () => Promise<T>, until: number): Promise<T> {
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      const unanswered = /timeout|no responders|not available|no suitable peers|leader/i.test(
+        String(err instanceof Error ? `${err.name} ${err.message}` : err),
+      );
+      if (!unanswered || performance.now() > until) throw err;
+      await delay(250);
+    }
+  }
 }
 
 /** Connects to NATS, or fails after `timeoutMs` naming the servers. */
