@@ -114,7 +114,11 @@ export const databaseService: ServiceImpl<typeof DatabaseService> = {
     const started = performance.now();
     const core = coreFrom(ctx.values);
     const principal = principalFrom(ctx.values);
-    const route = routeCall(core, principal, { ...req, sql: [req.sql] });
+    const route = routeCall(core, principal, {
+      session: req.session,
+      options: req.options,
+      statements: [req],
+    });
     const result = await core.sql.execute(
       route.source,
       req,
@@ -127,10 +131,7 @@ export const databaseService: ServiceImpl<typeof DatabaseService> = {
     const started = performance.now();
     const core = coreFrom(ctx.values);
     const principal = principalFrom(ctx.values);
-    const route = routeCall(core, principal, {
-      ...req,
-      sql: req.statements.map((statement) => statement.sql),
-    });
+    const route = routeCall(core, principal, req);
     const results = await core.sql.batch(
       route.source,
       req.statements,
@@ -149,7 +150,11 @@ export const databaseService: ServiceImpl<typeof DatabaseService> = {
     const started = performance.now();
     const core = coreFrom(ctx.values);
     const principal = principalFrom(ctx.values);
-    const route = routeCall(core, principal, { ...req, sql: [req.sql] });
+    const route = routeCall(core, principal, {
+      session: req.session,
+      options: req.options,
+      statements: [req],
+    });
     // Binary responses carry rows pre-encoded (see sql/row-wire.ts); JSON cannot.
     const binary = !(ctx.requestHeader.get("content-type") ?? "").includes("json");
     const wireRowsField = binary ? streamRowsField : undefined;

@@ -22,11 +22,11 @@ export interface CallRoute {
   servedBy(): string | undefined;
 }
 
-/** What a call holds: its session, options, and statements' SQL text. */
+/** What a call holds: its session, options, and statements (read only when needed). */
 export interface RoutedCall {
   readonly session: string;
   readonly options?: ExecuteOptions | undefined;
-  readonly sql: readonly string[];
+  readonly statements: readonly { readonly sql: string }[];
   /** An atomic batch: one transaction, which runs on the primary. */
   readonly atomic?: boolean;
 }
@@ -72,7 +72,7 @@ export function routeCall(core: GatewayCore, principal: Principal, call: RoutedC
     (readFrom === ReadFrom.UNSPECIFIED &&
       replicas?.byDefault === true &&
       call.atomic !== true &&
-      call.sql.every((sql) => parseSqlText(sql).isRead));
+      call.statements.every(({ sql }) => parseSqlText(sql).isRead));
   if (replicas === undefined || !toReplica) {
     return {
       source: scope.pool,
