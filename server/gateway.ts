@@ -63,8 +63,9 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
     // Group-commit batches, plus one for the log flusher and one for upkeep.
     ingestPoolSize: config.ingest.connections + 2,
     url: options.mysqlUrl,
-    // With replicas, every write reports the position a read must wait for.
-    sessionInit: withReplicas ? trackPositions : undefined,
+    // Every write reports its position: what a replica read must wait for,
+    // and where a change stream's transaction of that write stands.
+    sessionInit: trackPositions,
   });
   const db = databases.primary;
   const replicas = createReplicaSet({
@@ -162,6 +163,7 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
     limits: config.limits,
     logger: options.logger,
     tls: options.tls,
+    console: config.console,
   });
   return {
     app,

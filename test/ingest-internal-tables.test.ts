@@ -40,6 +40,7 @@ test("replicas starting at once on an empty database all start, and create the t
   assert.deepEqual(
     tables.map((r) => r.name),
     [
+      "sqlgate_changes_sink",
       "sqlgate_ingest_keys",
       "sqlgate_ingest_log_applied",
       "sqlgate_ingest_rejected",
@@ -49,7 +50,7 @@ test("replicas starting at once on an empty database all start, and create the t
   const [versions] = (await admin.query(
     `SELECT component, version FROM ${internal}.sqlgate_schema`,
   )) as unknown as [unknown[]];
-  assert.deepEqual(versions, [{ component: "ingest", version: 1 }]);
+  assert.deepEqual(versions, [{ component: "ingest", version: 2 }]);
 });
 
 test("start-up waits while another process holds the schema lock", async (t) => {

@@ -11,9 +11,10 @@
  * past it).
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { type Timestamp, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { ChangeOp, type SubscribeResponseSchema } from "../../gen/sqlgate/v1/changes_pb.js";
+import { ChangeOp, type RowChangeSchema } from "../../gen/sqlgate/v1/changes_pb.js";
+import { isInternalTable } from "../ingest/internal-tables.js";
 import type { Logger } from "../observability/logger.js";
 import {
   type BinlogChange,
@@ -26,7 +27,32 @@ import {
 import { type BinlogQuery, checkBinlogPosition, checkBinlogSettings } from "./binlog-settings.js";
 import { rowOfBinlogValues } from "./change-values.js";
 
-export type ChangeMessage = MessageInitShape<typeof SubscribeResponseSchema>;
+export type RowChangeInit = MessageInitShape<typeof RowChangeSchema>;
+
+/** One transaction, or one part of a large one. */
+export interface TransactionMessage {
+  readonly position: string;
+  readonly commitTime: Timestamp;
+  readonly changes: RowChangeInit[];
+  /** 1, 2, ... for the parts of a large transaction; 0 for a whole one. */
+  readonly part: number;
+  readonly lastPart: boolean;
+}
+
+/** A subscriber's message (a `SubscribeResponse`). */
+export type ChangeMessage = {
+  readonly event:
+    | { readonly case: "transaction"; readonly value: TransactionMessage }
+    | { readonly case: "heartbeat"; readonly value: { readonly position: string } }
+    | {
+        readonly case: "schemaChange";
+        readonly value: {
+          readonly position: string;
+          readonly database: string;
+          readonly sql: string;
+        };
+      };
+};
 
 /** Which tables a subscriber follows. */
 export interface TableFilter {
@@ -95,14 +121,19 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
   const messagesOf = (subscriber: Subscriber, tx: BinlogTransaction): ChangeMessage[] => {
     const { tables, includeBefore } = subscriber.options;
     const changes = tx.changes
-      .filter((c) => tables.matches(c.database, c.table))
+      .filter((c) => tables.matches(c.database, c.table) && !isInternalTable(c.table))
       .map((c) => rowChange(c, includeBefore));
     if (changes.length === 0) return [];
     const commitTime = timestampFromDate(tx.commitTime);
     const size = options.maxChangesPerMessage;
     if (changes.length <= size) {
       return [
-        { event: { case: "transaction", value: { position: tx.position, commitTime, changes } } },
+        {
+          event: {
+            case: "transaction",
+            value: { position: tx.position, commitTime, changes, part: 0, lastPart: false },
+          },
+        },
       ];
     }
     const parts: ChangeMessage[] = [];

@@ -17,10 +17,25 @@ export interface InternalTables {
   readonly logApplied: string;
   /** Log records MySQL refused (bad data found after they were acknowledged). */
   readonly rejected: string;
+  /** The change stream sink's position: what it published last. */
+  readonly changesSink: string;
+}
+
+/** The gateway's own tables, by name: never shown in change streams. */
+const internalNames = new Set([
+  "sqlgate_schema",
+  "sqlgate_ingest_keys",
+  "sqlgate_ingest_log_applied",
+  "sqlgate_ingest_rejected",
+  "sqlgate_changes_sink",
+]);
+
+export function isInternalTable(table: string): boolean {
+  return internalNames.has(table);
 }
 
 /** The layout created here; bump with a migration when it changes. */
-const schemaVersion = 1;
+const schemaVersion = 2;
 
 export function internalTables(database: string): InternalTables {
   const name = (table: string) => `${quoteIdentifier(database)}.${quoteIdentifier(table)}`;
@@ -29,6 +44,7 @@ export function internalTables(database: string): InternalTables {
     keys: name("sqlgate_ingest_keys"),
     logApplied: name("sqlgate_ingest_log_applied"),
     rejected: name("sqlgate_ingest_rejected"),
+    changesSink: name("sqlgate_changes_sink"),
   };
 }
 
@@ -114,6 +130,14 @@ export async function ensureInternalTables(
         record LONGBLOB NOT NULL,
         rejected_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
         UNIQUE KEY log_record (log_id, seq)
+      ) ENGINE=InnoDB`,
+    );
+    await query(
+      conn,
+      `CREATE TABLE IF NOT EXISTS ${tables.changesSink} (
+        sink VARCHAR(255) NOT NULL PRIMARY KEY,
+        position VARCHAR(4096) NOT NULL,
+        updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)
       ) ENGINE=InnoDB`,
     );
     await query(
