@@ -274,6 +274,26 @@ interface TableShape {
   readonly types: readonly BinlogColumnType[];
 }
 
+const geometry = 255;
+const blob = 252;
+/** Columns that were GEOMETRY before keepGeometryRaw made them BLOB. */
+const geometryColumns = new WeakSet<object>();
+
+/**
+ * Zongji decodes GEOMETRY values into points and arrays, dropping the SRID
+ * and which kind of shape it was; read as BLOB they stay the bytes MySQL
+ * stores (SRID and WKB), as a query gives them. Runs on each TableMap event,
+ * before the rows that use it are read.
+ */
+function keepGeometryRaw(entry: TableMapEntry | undefined): void {
+  for (const column of entry?.columns ?? []) {
+    if (column.type !== geometry) continue;
+    column.type = blob;
+    column.charset = null;
+    geometryColumns.add(column);
+  }
+}
+
 function isEvent<N extends BinlogEventTypeName>(
   event: AnyBinlogEvent,
   name: N,
@@ -508,6 +528,8 @@ export function createBinlogReader(options: BinlogReaderOptions): BinlogReader {
         changes: [],
         statements: [],
       };
+    } else if (isEvent(event, "TableMap")) {
+      keepGeometryRaw(event.tableMap[event.tableId]);
     } else if (isEvent(event, "WriteRows")) {
       addRows(event, "insert", event.rows);
     } else if (isEvent(event, "DeleteRows")) {
@@ -570,7 +592,7 @@ export function createBinlogReader(options: BinlogReaderOptions): BinlogReader {
     const types = columns.map((column, i): BinlogColumnType => {
       const schema = entry.columnSchemas[i];
       return {
-        code: column.type,
+        code: geometryColumns.has(column) ? geometry : column.type,
         sqlType: schema?.COLUMN_TYPE ?? "",
         ...(schema?.UNSIGNED === undefined ? {} : { unsigned: schema.UNSIGNED }),
         charset: column.charset,

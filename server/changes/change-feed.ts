@@ -8,7 +8,8 @@
  * naming the position to resume from, while the others carry on. A
  * subscriber that resumes from a position gets a reader of its own, started
  * there (resuming cannot be served from the shared reader, which is already
- * past it).
+ * past it), and that reader waits for it: catching up goes as fast as the
+ * subscriber reads, and is never ended for being slow.
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { type Timestamp, timestampFromDate } from "@bufbuild/protobuf/wkt";
@@ -98,6 +99,8 @@ interface Subscriber {
   /** Set when it must end (too slow, or its reader failed). */
   failure: ConnectError | undefined;
   wake: (() => void) | undefined;
+  /** A private reader waiting for room in the queue. */
+  onRoom: (() => void) | undefined;
 }
 
 /** A binlog reader and the subscribers it feeds. */
@@ -154,9 +157,19 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
     return parts;
   };
 
-  const push = (subscriber: Subscriber, messages: readonly ChangeMessage[], position: string) => {
+  /**
+   * Queues `messages` for `subscriber`. The shared reader never waits: a
+   * subscriber without room is ended. A private reader waits for room
+   * instead (the promise returned), holding its binlog stream back.
+   */
+  const push = (
+    subscriber: Subscriber,
+    messages: readonly ChangeMessage[],
+    position: string,
+    shared: boolean,
+  ): Promise<void> | undefined => {
     if (subscriber.failure !== undefined) return;
-    if (subscriber.queue.length + messages.length > options.bufferTransactions) {
+    if (shared && subscriber.queue.length + messages.length > options.bufferTransactions) {
       subscriber.failure = new ConnectError(
         `this subscriber fell more than ${options.bufferTransactions} messages behind (SQLGATE_CHANGES_BUFFER); resume from position ${subscriber.delivered || "(its start)"}`,
         Code.ResourceExhausted,
@@ -170,6 +183,26 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
       });
     }
     subscriber.wake?.();
+    if (shared || subscriber.queue.length < options.bufferTransactions) return;
+    return new Promise((resolve) => {
+      subscriber.onRoom = resolve;
+    });
+  };
+
+  /** Pushes to every subscriber of `source`; resolves when a private one has room. */
+  const pushAll = (
+    source: Source,
+    messagesFor: (subscriber: Subscriber) => readonly ChangeMessage[],
+    position: string,
+  ): Promise<void> | undefined => {
+    source.position = position;
+    const shared = source === live;
+    let waits: Promise<void>[] | undefined;
+    for (const s of source.subscribers) {
+      const wait = push(s, messagesFor(s), position, shared);
+      if (wait !== undefined) (waits ??= []).push(wait);
+    }
+    return waits === undefined ? undefined : Promise.all(waits).then(() => {});
   };
 
   const startSource = (from: string): Source => {
@@ -181,27 +214,19 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
         connection: options.connection,
         serverId: nextServerId++,
         from,
-        onTransaction(tx) {
-          source.position = tx.position;
-          for (const s of subscribers) push(s, messagesOf(s, tx), tx.position);
-        },
+        onTransaction: (tx) => pushAll(source, (s) => messagesOf(s, tx), tx.position),
         onDdl(ddl: BinlogDdl) {
-          source.position = ddl.position;
-          for (const s of subscribers) {
-            if (!s.options.tables.followsDatabase(ddl.database)) continue;
-            push(
-              s,
-              [
-                {
-                  event: {
-                    case: "schemaChange",
-                    value: { position: ddl.position, database: ddl.database, sql: ddl.sql },
-                  },
-                },
-              ],
-              ddl.position,
-            );
-          }
+          const message: ChangeMessage = {
+            event: {
+              case: "schemaChange",
+              value: { position: ddl.position, database: ddl.database, sql: ddl.sql },
+            },
+          };
+          return pushAll(
+            source,
+            (s) => (s.options.tables.followsDatabase(ddl.database) ? [message] : []),
+            ddl.position,
+          );
         },
         onError(err) {
           if (!err.fatal) {
@@ -257,6 +282,7 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
         delivered: subscription.from,
         failure: undefined,
         wake: undefined,
+        onRoom: undefined,
       };
       source.subscribers.add(subscriber);
       try {
@@ -264,9 +290,17 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
         if (subscriber.delivered === "") subscriber.delivered = source.reader.position();
         while (!subscription.signal.aborted) {
           const next = subscriber.queue.shift();
+          if (
+            subscriber.onRoom !== undefined &&
+            subscriber.queue.length < options.bufferTransactions / 2
+          ) {
+            subscriber.onRoom();
+            subscriber.onRoom = undefined;
+          }
           if (next !== undefined) {
-            yield next.message;
+            // Handed to the stream: a resume position given later starts after it.
             if (next.position !== "") subscriber.delivered = next.position;
+            yield next.message;
             continue;
           }
           if (subscriber.failure !== undefined) throw subscriber.failure;
@@ -287,6 +321,7 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
           }
         }
       } finally {
+        subscriber.onRoom?.();
         source.subscribers.delete(subscriber);
         // A private reader ends with its subscriber; the shared one stays for the next.
         if (source !== live) {

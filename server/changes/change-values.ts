@@ -28,8 +28,9 @@ export function kindOfBinlogValue(value: unknown, type: BinlogColumnType): Kind 
   if (code === 4) return { case: "float64Value", value: shortestFloat32(value as number) };
   if (code === 5) return { case: "float64Value", value: value as number };
   if (code === 0 || code === 246) return { case: "decimalValue", value: String(value) };
-  if (temporalCodes.has(code) || code === 13)
-    return { case: "temporalValue", value: String(value) };
+  if (temporalCodes.has(code)) return { case: "temporalValue", value: String(value) };
+  // YEAR as MySQL spells it: four digits, 0000 included.
+  if (code === 13) return { case: "temporalValue", value: String(value).padStart(4, "0") };
   if (code === 245) return { case: "jsonValue", value: String(value) };
   if (code === 16 || code === 255) return { case: "bytesValue", value: bytesOf(value) };
   if (textOrBytesCodes.has(code) && (type.charset === null || type.charset === "binary")) {
