@@ -116,6 +116,7 @@ test("an internal failure is logged as an error with its cause and stack", async
     pools: () => [],
     sessions: { size: 0 },
     replicas: () => [],
+    changeSink: () => undefined,
   });
   const observe = createCallObserver({ logger, metrics: calls, slowCallMs: 1000 });
   const cause = Object.assign(new Error("socket hang up"), { code: "ECONNRESET" });

@@ -11,14 +11,10 @@
  * past it), and that reader waits for it: catching up goes as fast as the
  * subscriber reads, and is never ended for being slow.
  */
-import type { MessageInitShape } from "@bufbuild/protobuf";
-import { type Timestamp, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { ChangeOp, type RowChangeSchema } from "../../gen/sqlgate/v1/changes_pb.js";
-import { isInternalTable } from "../ingest/internal-tables.js";
+import { isInternalDdl, isInternalTable } from "../ingest/internal-tables.js";
 import type { Logger } from "../observability/logger.js";
 import {
-  type BinlogChange,
   type BinlogConnectionOptions,
   type BinlogDdl,
   type BinlogReader,
@@ -26,42 +22,8 @@ import {
   createBinlogReader,
 } from "./binlog-reader.js";
 import { type BinlogQuery, checkBinlogPosition, checkBinlogSettings } from "./binlog-settings.js";
-import { rowOfBinlogValues } from "./change-values.js";
-
-export type RowChangeInit = MessageInitShape<typeof RowChangeSchema>;
-
-/** One transaction, or one part of a large one. */
-export interface TransactionMessage {
-  readonly position: string;
-  readonly commitTime: Timestamp;
-  readonly changes: RowChangeInit[];
-  /** 1, 2, ... for the parts of a large transaction; 0 for a whole one. */
-  readonly part: number;
-  readonly lastPart: boolean;
-}
-
-/** A subscriber's message (a `SubscribeResponse`). */
-export type ChangeMessage = {
-  readonly event:
-    | { readonly case: "transaction"; readonly value: TransactionMessage }
-    | { readonly case: "heartbeat"; readonly value: { readonly position: string } }
-    | {
-        readonly case: "schemaChange";
-        readonly value: {
-          readonly position: string;
-          readonly database: string;
-          readonly sql: string;
-        };
-      };
-};
-
-/** Which tables a subscriber follows. */
-export interface TableFilter {
-  /** Whether changes of `database`.`table` go to the subscriber. */
-  matches(database: string, table: string): boolean;
-  /** Whether schema changes run in `database` go to the subscriber. */
-  followsDatabase(database: string): boolean;
-}
+import { type ChangeMessage, transactionParts } from "./change-messages.js";
+import type { TableFilter } from "./table-filter.js";
 
 export interface SubscribeOptions {
   readonly tables: TableFilter;
@@ -114,8 +76,6 @@ interface Source {
 /** Reader ids: distinct per reader, and well away from servers' own `server_id`s. */
 let nextServerId = 0x4000_0000 + Math.floor(Math.random() * 0x1000_0000);
 
-const opOf = { insert: ChangeOp.INSERT, update: ChangeOp.UPDATE, delete: ChangeOp.DELETE };
-
 export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
   const { logger } = options;
   let live: Source | undefined;
@@ -123,38 +83,12 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
 
   const messagesOf = (subscriber: Subscriber, tx: BinlogTransaction): ChangeMessage[] => {
     const { tables, includeBefore } = subscriber.options;
-    const changes = tx.changes
-      .filter((c) => tables.matches(c.database, c.table) && !isInternalTable(c.table))
-      .map((c) => rowChange(c, includeBefore));
-    if (changes.length === 0) return [];
-    const commitTime = timestampFromDate(tx.commitTime);
-    const size = options.maxChangesPerMessage;
-    if (changes.length <= size) {
-      return [
-        {
-          event: {
-            case: "transaction",
-            value: { position: tx.position, commitTime, changes, part: 0, lastPart: false },
-          },
-        },
-      ];
-    }
-    const parts: ChangeMessage[] = [];
-    for (let i = 0; i < changes.length; i += size) {
-      parts.push({
-        event: {
-          case: "transaction",
-          value: {
-            position: tx.position,
-            commitTime,
-            changes: changes.slice(i, i + size),
-            part: parts.length + 1,
-            lastPart: i + size >= changes.length,
-          },
-        },
-      });
-    }
-    return parts;
+    const changes = tx.changes.filter(
+      (c) => tables.matches(c.database, c.table) && !isInternalTable(c.table),
+    );
+    return transactionParts(tx, changes, includeBefore, options.maxChangesPerMessage).map(
+      (value) => ({ event: { case: "transaction", value } }),
+    );
   };
 
   /**
@@ -197,12 +131,12 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
   ): Promise<void> | undefined => {
     source.position = position;
     const shared = source === live;
-    let waits: Promise<void>[] | undefined;
+    const waits: Promise<void>[] = [];
     for (const s of source.subscribers) {
       const wait = push(s, messagesFor(s), position, shared);
-      if (wait !== undefined) (waits ??= []).push(wait);
+      if (wait !== undefined) waits.push(wait);
     }
-    return waits === undefined ? undefined : Promise.all(waits).then(() => {});
+    return waits.length === 0 ? undefined : Promise.all(waits).then(() => {});
   };
 
   const startSource = (from: string): Source => {
@@ -224,7 +158,10 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
           };
           return pushAll(
             source,
-            (s) => (s.options.tables.followsDatabase(ddl.database) ? [message] : []),
+            (s) =>
+              s.options.tables.followsDatabase(ddl.database) && !isInternalDdl(ddl.sql)
+                ? [message]
+                : [],
             ddl.position,
           );
         },
@@ -336,21 +273,5 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
       sources.clear();
       live = undefined;
     },
-  };
-}
-
-function rowChange(change: BinlogChange, includeBefore: boolean) {
-  const withBefore = change.op === "delete" || (change.op === "update" && includeBefore);
-  return {
-    database: change.database,
-    table: change.table,
-    op: opOf[change.op],
-    columns: [...change.columns],
-    ...(withBefore && change.before !== undefined
-      ? { before: rowOfBinlogValues(change.before, change.columnTypes) }
-      : {}),
-    ...(change.after !== undefined
-      ? { after: rowOfBinlogValues(change.after, change.columnTypes) }
-      : {}),
   };
 }

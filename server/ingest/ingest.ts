@@ -6,7 +6,6 @@
  * Start-up creates the internal tables and replays what the log still holds.
  */
 import { setMaxListeners } from "node:events";
-import path from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Row } from "../../gen/sqlgate/v1/value_pb.js";
 import type { IngestConfig } from "../config.js";
@@ -18,7 +17,6 @@ import {
   type CallDeadline,
   createGroupCommit,
   type GroupCommit,
-  roomWaitMs,
 } from "./group-commit.js";
 import {
   type ConflictPolicy,
@@ -97,6 +95,8 @@ export interface Ingest {
   /** Writes chunks as they arrive, several in flight; one summary at the end. */
   writeStream(chunks: AsyncIterable<StreamChunk>, deadline: CallDeadline): Promise<WriteResult>;
   stats(): IngestStats;
+  /** The gateway's own tables (created by start()). */
+  readonly tables: InternalTables;
   /** Lets queued batches finish and drains the log for up to `drainMs`, then stops. */
   close(drainMs: number): Promise<void>;
 }
@@ -212,6 +212,7 @@ export function createIngest(options: IngestOptions): Ingest {
   };
 
   return {
+    tables,
     async start() {
       const lease = await acquire();
       let broken = true;

@@ -34,6 +34,16 @@ export function isInternalTable(table: string): boolean {
   return internalNames.has(table);
 }
 
+/** `CREATE/ALTER/DROP/TRUNCATE TABLE [IF [NOT] EXISTS] [db.]name`, quoted or not. */
+const tableStatement =
+  /^\s*(?:CREATE|ALTER|DROP|TRUNCATE)\s+TABLE\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?(?:(?:`[^`]*`|\w+)\s*\.\s*)?(?:`([^`]*)`|(\w+))/i;
+
+/** Whether `sql` is DDL of one of the gateway's own tables (its start-up creates them). */
+export function isInternalDdl(sql: string): boolean {
+  const match = tableStatement.exec(sql);
+  return match !== null && isInternalTable(match[1] ?? match[2] ?? "");
+}
+
 /** The layout created here; bump with a migration when it changes. */
 const schemaVersion = 2;
 
@@ -89,7 +99,14 @@ export async function ensureInternalTables(
   }
   try {
     const db = quoteIdentifier(tables.database);
-    await query(conn, `CREATE DATABASE IF NOT EXISTS ${db}`);
+    // Asked first: even a CREATE DATABASE that finds it there is written to
+    // the binlog, where change streams would show it.
+    const [found] = await query(
+      conn,
+      "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+      [tables.database],
+    );
+    if (found === undefined) await query(conn, `CREATE DATABASE IF NOT EXISTS ${db}`);
     await query(
       conn,
       `CREATE TABLE IF NOT EXISTS ${db}.sqlgate_schema (

@@ -31,6 +31,14 @@ export interface MetricsSources {
   readonly sessions: { readonly size: number };
   /** The MySQL replicas reads may go to, as last checked. */
   replicas(): readonly ReplicaStatus[];
+  /** The JetStream change sink; undefined without one. */
+  changeSink(): ChangeSinkCounters | undefined;
+}
+
+export interface ChangeSinkCounters {
+  readonly leader: boolean;
+  readonly published: number;
+  readonly duplicates: number;
 }
 
 /** What the call observer records per call (see call-observer.ts). */
@@ -188,6 +196,36 @@ export function createMetrics(sources: MetricsSources): Metrics {
     "Bytes of rows queued or being written by group commit.",
     (s) => s.bufferedBytes,
   );
+  new Gauge({
+    name: "sqlgate_changes_sink_leader",
+    help: "1 while this gateway is the one publishing changes to JetStream (SQLGATE_CHANGES_SINK).",
+    registers: [registry],
+    collect() {
+      this.set(sources.changeSink()?.leader ? 1 : 0);
+    },
+  });
+  for (const [name, help, read] of [
+    [
+      "sqlgate_changes_sink_published_total",
+      "Change messages JetStream acknowledged from this gateway.",
+      (s: ChangeSinkCounters) => s.published,
+    ],
+    [
+      "sqlgate_changes_sink_duplicates_total",
+      "Of those, messages JetStream already had (published again after a takeover).",
+      (s: ChangeSinkCounters) => s.duplicates,
+    ],
+  ] as const) {
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(read(sources.changeSink() ?? { leader: false, published: 0, duplicates: 0 }));
+      },
+    });
+  }
   gauge("sqlgate_ingest_queued_calls", "Calls whose rows wait for a batch.", (s) => s.queuedParts);
   gauge(
     "sqlgate_ingest_log_bytes",

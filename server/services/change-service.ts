@@ -5,8 +5,9 @@
  */
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { ChangeService } from "../../gen/sqlgate/v1/changes_pb.js";
-import type { ChangeMessage, TableFilter } from "../changes/change-feed.js";
+import type { ChangeMessage } from "../changes/change-messages.js";
 import { createTableAccess, type TableAccess } from "../changes/table-access.js";
+import { tableFilter } from "../changes/table-filter.js";
 import { principalFrom } from "../principal.js";
 import { coreFrom, type Scope } from "./context-values.js";
 
@@ -57,40 +58,6 @@ async function* readableOnly(
       event: { case: "transaction", value: { position, commitTime, part, lastPart, changes } },
     };
   }
-}
-
-/**
- * A filter from `db.table`, `table` (in `database`), `db.*` or `*` patterns;
- * with `confinedTo`, patterns may name no other database.
- */
-export function tableFilter(
-  patterns: readonly string[],
-  database: string,
-  confinedTo: string | undefined,
-): TableFilter {
-  const wanted = (patterns.length === 0 ? ["*"] : patterns).map((pattern) => {
-    const dot = pattern.indexOf(".");
-    const db = pattern === "*" ? (confinedTo ?? "*") : dot < 0 ? database : pattern.slice(0, dot);
-    const table = pattern === "*" ? "*" : dot < 0 ? pattern : pattern.slice(dot + 1);
-    if (db === "" || table === "") {
-      throw new ConnectError(
-        `tables: "${pattern}" is not db.table, table, db.* or *`,
-        Code.InvalidArgument,
-      );
-    }
-    if (confinedTo !== undefined && db !== confinedTo) {
-      throw new ConnectError(
-        `tables: "${pattern}" is outside database ${confinedTo}, the only one this credential may read`,
-        Code.PermissionDenied,
-      );
-    }
-    return { db, table };
-  });
-  return {
-    matches: (db, table) =>
-      wanted.some((w) => (w.db === "*" || w.db === db) && (w.table === "*" || w.table === table)),
-    followsDatabase: (db) => wanted.some((w) => w.db === "*" || w.db === db),
-  };
 }
 
 export const changeService: ServiceImpl<typeof ChangeService> = {

@@ -36,10 +36,11 @@ import {
   RetentionPolicy,
   StorageType,
 } from "@nats-io/jetstream";
-import { connect, type NatsConnection, nanos } from "@nats-io/transport-node";
+import { nanos } from "@nats-io/transport-node";
 import type { JetStreamConfig } from "../../config.js";
 import type { PoolConnection } from "../../mysql/database.js";
 import type { MysqlLikeError } from "../../mysql/errors.js";
+import { connectNats, differences, ensureStream, untilAnswered } from "../../nats/jetstream.js";
 import type { Logger } from "../../observability/logger.js";
 import { BatchInterrupted, type BatchWriter, type IngestPart } from "../batch-writer.js";
 import { type AcquireConnection, roomWaitMs } from "../group-commit.js";
@@ -133,12 +134,12 @@ function splitRows(rows: RenderedRows, maxBytes: number): RenderedRows[] {
 export async function openJetStreamLog(options: JetStreamLogOptions): Promise<BufferedLog> {
   const { config, logger, tables } = options;
   const where = config.servers.join(",");
-  const nc = await connectTo(config, options.connectTimeoutMs);
+  const nc = await connectNats(config, options.connectTimeoutMs, "SQLGATE_INGEST_LOG");
   // A cluster that just started (or elects a leader) leaves JetStream API
   // requests unanswered for a while: ask again until the start-up timeout.
   const setUpUntil = performance.now() + options.connectTimeoutMs;
   const jsm = await untilAnswered(() => jetstreamManager(nc), setUpUntil);
-  await untilAnswered(() => ensureStream(jsm, config), setUpUntil);
+  await untilAnswered(() => ensureLogStream(jsm, config), setUpUntil);
   await untilAnswered(() => ensureConsumer(jsm, config), setUpUntil);
   const js = jetstream(nc);
   logger.info(
@@ -408,95 +409,22 @@ export async function openJetStreamLog(options: JetStreamLogOptions): Promise<Bu
   };
 }
 
-/**
- * Runs `fn` again while it fails for want of an answer (a timeout, no
- * responders, a cluster without a leader yet), until `until` (performance.now()).
- */
-async function untilAnswered<T>(fn: () => Promise<T>, until: number): Promise<T> {
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      const unanswered = /timeout|no responders|not available|no suitable peers|leader/i.test(
-        String(err instanceof Error ? `${err.name} ${err.message}` : err),
-      );
-      if (!unanswered || performance.now() > until) throw err;
-      await delay(250);
-    }
-  }
-}
-
-/** Connects to NATS, or fails after `timeoutMs` naming the servers. */
-async function connectTo(config: JetStreamConfig, timeoutMs: number): Promise<NatsConnection> {
-  const attempt = connect({
-    servers: [...config.servers],
-    name: "sqlgate",
-    ...(config.user !== undefined ? { user: config.user, pass: config.password ?? "" } : {}),
-    ...(config.token !== undefined ? { token: config.token } : {}),
-    ...(config.caFile !== undefined ? { tls: { caFile: config.caFile } } : {}),
-    waitOnFirstConnect: true,
-    maxReconnectAttempts: -1,
-    reconnectTimeWait: 250,
-  });
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () =>
-        reject(
-          new Error(
-            `NATS (${config.servers.join(",")}) did not answer within ${timeoutMs} ms (SQLGATE_INGEST_LOG)`,
-          ),
-        ),
-      timeoutMs,
-    );
-  });
-  try {
-    return await Promise.race([attempt, timeout]);
-  } catch (err) {
-    void attempt.then((nc) => nc.close()).catch(() => {});
-    throw err;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** A setting that differs: what the existing object has and what the gateway wants. */
-function differences(have: Record<string, unknown>, want: Record<string, unknown>): string[] {
-  return Object.entries(want)
-    .filter(([name, value]) => JSON.stringify(have[name]) !== JSON.stringify(value))
-    .map(
-      ([name, value]) => `${name} is ${JSON.stringify(have[name])}, not ${JSON.stringify(value)}`,
-    );
-}
-
-/**
- * Creates the stream, or checks the one there: several replicas starting at
- * once may race to create it (the loser finds it made). One with other
- * settings is reported, never changed: it may hold another system's data.
- */
-async function ensureStream(jsm: JetStreamManager, config: JetStreamConfig): Promise<void> {
-  const want = {
-    subjects: [config.subject],
-    retention: RetentionPolicy.Workqueue,
-    storage: StorageType.File,
-    num_replicas: config.replicas,
-    max_bytes: config.maxBytes,
-    discard: DiscardPolicy.New,
-    duplicate_window: nanos(config.duplicateWindowMs),
-  };
-  const have = await jsm.streams.info(config.stream).catch(async (err: unknown) => {
-    if (!/stream not found/i.test(String(err))) throw err;
-    return jsm.streams.add({ name: config.stream, ...want }).catch(async (addErr: unknown) => {
-      if (!/already in use|already exists/i.test(String(addErr))) throw addErr;
-      return jsm.streams.info(config.stream);
-    });
-  });
-  const problems = differences(have.config as unknown as Record<string, unknown>, want);
-  if (problems.length > 0) {
-    throw new Error(
-      `the JetStream stream ${config.stream} exists with other settings (${problems.join("; ")}); the gateway does not change it: fix it by hand, or set SQLGATE_NATS_STREAM to another name`,
-    );
-  }
+/** Creates the work-queue stream, or checks the one there (see ensureStream). */
+function ensureLogStream(jsm: JetStreamManager, config: JetStreamConfig): Promise<void> {
+  return ensureStream(
+    jsm,
+    config.stream,
+    {
+      subjects: [config.subject],
+      retention: RetentionPolicy.Workqueue,
+      storage: StorageType.File,
+      num_replicas: config.replicas,
+      max_bytes: config.maxBytes,
+      discard: DiscardPolicy.New,
+      duplicate_window: nanos(config.duplicateWindowMs),
+    },
+    "SQLGATE_NATS_STREAM",
+  );
 }
 
 /** Creates the shared durable consumer, or checks the one there (as ensureStream). */
