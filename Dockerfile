@@ -14,6 +14,8 @@ COPY gen gen
 COPY server server
 COPY client client
 COPY bench bench
+COPY console console
+COPY scripts/build-console.ts scripts/
 RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 
 FROM node:20-bookworm-slim

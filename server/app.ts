@@ -11,16 +11,17 @@ import { Database as PsdbDatabase } from "../gen/psdb/v1alpha1/database_pb.js";
 import { createAuthInterceptor } from "./auth/auth-interceptor.js";
 import type { CredentialStore } from "./auth/credentials.js";
 import { createForwarding } from "./cluster/forwarding.js";
-import type { LimitsConfig } from "./config.js";
+import type { ConsoleConfig, LimitsConfig } from "./config.js";
 import type { Database } from "./mysql/database.js";
 import type { ReplicaStatus } from "./mysql/replication/replica-set.js";
 import { createCallObserver } from "./observability/call-observer.js";
 import type { Logger } from "./observability/logger.js";
-import { createMetrics } from "./observability/metrics.js";
+import { type ChangeSinkCounters, createMetrics } from "./observability/metrics.js";
 import { kClientCertificateName, type PrincipalLimits } from "./principal.js";
 import { routes } from "./routes.js";
 import { createCoreInjector, type GatewayCore } from "./services/context-values.js";
 import type { TokenCodec } from "./sessions/session-token.js";
+import { consoleRoute } from "./transport/console-route.js";
 import {
   clientCertificateName,
   createOnePortServer,
@@ -38,6 +39,8 @@ export interface AppOptions {
   readonly pools: () => readonly Database[];
   /** The MySQL replicas reads may go to, as last checked (metrics, `/readyz`). */
   readonly replicas: () => readonly ReplicaStatus[];
+  /** The JetStream change sink's state (metrics); undefined without one. */
+  readonly changeSink: () => ChangeSinkCounters | undefined;
   /** Calls slower than this are logged as warnings. */
   readonly slowCallMs: number;
   /** The credentials calls must present; undefined: none needed (loopback only). */
@@ -60,6 +63,8 @@ export interface AppOptions {
   };
   /** HTTP/2 streams per connection (default 10,000). */
   readonly maxConcurrentStreams?: number;
+  /** The browser console at `/console` (default: not served). */
+  readonly console?: ConsoleConfig;
 }
 
 /** Readiness waits this long for MySQL to answer a ping. */
@@ -93,6 +98,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     pools: options.pools,
     sessions: options.core.sessions,
     replicas: options.replicas,
+    changeSink: options.changeSink,
   });
   const interceptors = [
     createCallObserver({
@@ -130,6 +136,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     }),
   );
 
+  if (options.console?.enabled) await app.register(consoleRoute());
   app.get("/metrics", async (_req, reply) => {
     reply.header("content-type", metrics.registry.contentType);
     return metrics.registry.metrics();

@@ -40,6 +40,17 @@ export interface ChangesConfig {
   readonly heartbeatMs: number;
   /** Messages queued per subscriber before it is ended as too slow. */
   readonly bufferMessages: number;
+  /** Publishing every change to JetStream (SQLGATE_CHANGES_SINK); undefined: not done. */
+  readonly sink: ChangeSinkConfig | undefined;
+}
+
+/** The JetStream stream change events are published to. */
+export interface ChangeSinkConfig extends NatsConnectionConfig {
+  readonly stream: string;
+  /** Which tables: `db.table`, `table` (in the MySQL URL's database), `db.*` or `*`. */
+  readonly tables: readonly string[];
+  readonly replicas: number;
+  readonly duplicateWindowMs: number;
 }
 
 export interface LimitsConfig {
@@ -78,8 +89,8 @@ export interface IngestConfig {
   readonly log: { readonly kind: "local" } | ({ readonly kind: "jetstream" } & JetStreamConfig);
 }
 
-/** The shared JetStream log for BUFFERED ingest (SQLGATE_INGEST_LOG=nats://...). */
-export interface JetStreamConfig {
+/** Where NATS is and how to sign in (SQLGATE_NATS_USER, ...). */
+export interface NatsConnectionConfig {
   /** `nats://host:port` of each server. */
   readonly servers: readonly string[];
   readonly user: string | undefined;
@@ -87,6 +98,10 @@ export interface JetStreamConfig {
   readonly token: string | undefined;
   /** A CA file: TLS to NATS, the server checked against it. */
   readonly caFile: string | undefined;
+}
+
+/** The shared JetStream log for BUFFERED ingest (SQLGATE_INGEST_LOG=nats://...). */
+export interface JetStreamConfig extends NatsConnectionConfig {
   readonly stream: string;
   readonly subject: string;
   readonly consumer: string;
@@ -158,6 +173,13 @@ export interface Config {
   readonly connections: ConnectionsConfig;
   readonly tls: TlsConfig | undefined;
   readonly log: LogConfig;
+  readonly console: ConsoleConfig;
+}
+
+/** The browser console at `/console` (server/transport/console-route.ts). */
+export interface ConsoleConfig {
+  /** SQLGATE_CONSOLE: on, off, or auto (on when listening on loopback only). */
+  readonly enabled: boolean;
 }
 
 /** One documented setting. */
@@ -255,6 +277,24 @@ export const settings: readonly Setting[] = [
     defaultValue: "1000",
     description:
       "Messages queued for one change-stream subscriber; one that falls further behind is ended with `resource_exhausted` naming the position to resume from, so it never holds up the others or the heap.",
+  },
+  {
+    name: "SQLGATE_CHANGES_SINK",
+    defaultValue: "(unset: none)",
+    description:
+      "`nats://host:port[,nats://host:port...]`: publish every committed transaction to NATS JetStream, on `sqlgate.changes.<db>.<table>` (DDL on `sqlgate.schema.<db>`), each message with a `Nats-Msg-Id` from its position. One replica publishes at a time (a MySQL named lock elects it) and keeps its position in MySQL; the others take over when it stops. Signs in with SQLGATE_NATS_USER/PASSWORD/TOKEN/CA.",
+  },
+  {
+    name: "SQLGATE_CHANGES_SINK_STREAM",
+    defaultValue: "SQLGATE_CHANGES",
+    description:
+      "The JetStream stream change events go to (file storage, created if missing with SQLGATE_NATS_REPLICAS replicas and SQLGATE_NATS_DUPLICATE_WINDOW_MS deduplication; an existing one with other settings is reported, never changed).",
+  },
+  {
+    name: "SQLGATE_CHANGES_SINK_TABLES",
+    defaultValue: "*",
+    description:
+      "Comma-separated tables the sink publishes: `db.table`, `table` (in the MySQL URL's database), `db.*`, or `*` for all (the gateway's own tables never).",
   },
   {
     name: "SQLGATE_MAX_BODY_BYTES",
@@ -570,6 +610,12 @@ export const settings: readonly Setting[] = [
     description:
       "Calls slower than this are logged as warnings (method, code, duration, rows, credential, `x-request-id`); every call is logged at `debug`.",
   },
+  {
+    name: "SQLGATE_CONSOLE",
+    defaultValue: "auto",
+    description:
+      "The browser SQL console at `/console`: `on`, `off`, or `auto` (on when SQLGATE_LISTEN is a loopback address). It signs in with the gateway's own credentials and makes ordinary API calls.",
+  },
 ];
 
 /** Thrown by `loadConfig` with every problem found, one per line. */
@@ -651,6 +697,11 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     problems.push("SQLGATE_TOKEN_SECRET: every key must be at least 32 characters");
   }
 
+  const consoleMode = read("SQLGATE_CONSOLE").toLowerCase();
+  if (!["auto", "on", "off"].includes(consoleMode)) {
+    problems.push(`SQLGATE_CONSOLE=${JSON.stringify(consoleMode)}: expected on, off or auto`);
+  }
+
   const level = read("SQLGATE_LOG_LEVEL") as LogConfig["level"];
   if (!logLevels.includes(level)) {
     problems.push(
@@ -672,6 +723,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     changes: {
       heartbeatMs: int("SQLGATE_CHANGES_HEARTBEAT_MS", 100),
       bufferMessages: int("SQLGATE_CHANGES_BUFFER", 1, 1_000_000),
+      sink: changeSinkOf(env.SQLGATE_CHANGES_SINK ?? "", env, int, read, problems),
     },
     replicas: {
       urls: replicaUrls,
@@ -744,6 +796,9 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       level,
       pretty: bool("SQLGATE_LOG_PRETTY"),
       slowCallMs: int("SQLGATE_SLOW_CALL_MS", 0),
+    },
+    console: {
+      enabled: consoleMode === "on" || (consoleMode === "auto" && isLoopback(listen.host)),
     },
   };
   if (config.mysql.connectTimeoutMs >= config.mysql.acquireTimeoutMs) {
@@ -862,16 +917,7 @@ function ingestLogOf(
   problems: string[],
 ): IngestConfig["log"] {
   if (text === "local") return { kind: "local" };
-  const servers = text
-    .split(",")
-    .map((server) => server.trim())
-    .filter((server) => server !== "");
-  const bad = servers.filter((server) => !/^(nats|tls):\/\/[^/\s]+:\d+$/.test(server));
-  if (servers.length === 0 || bad.length > 0) {
-    problems.push(
-      `SQLGATE_INGEST_LOG=${JSON.stringify(text)}: expected local or nats://host:port[,nats://host:port...]`,
-    );
-  }
+  const servers = natsServersOf(text, "SQLGATE_INGEST_LOG", "local or ", problems);
   const name = (setting: string, pattern: RegExp) => {
     const value = read(setting);
     if (!pattern.test(value))
@@ -880,11 +926,7 @@ function ingestLogOf(
   };
   return {
     kind: "jetstream",
-    servers,
-    user: env.SQLGATE_NATS_USER || undefined,
-    password: env.SQLGATE_NATS_PASSWORD || undefined,
-    token: env.SQLGATE_NATS_TOKEN || undefined,
-    caFile: env.SQLGATE_NATS_CA || undefined,
+    ...natsConnectionOf(servers, env),
     stream: name("SQLGATE_NATS_STREAM", /^[A-Za-z0-9_-]+$/),
     subject: name("SQLGATE_NATS_SUBJECT", /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/),
     consumer: name("SQLGATE_NATS_CONSUMER", /^[A-Za-z0-9_-]+$/),
@@ -893,5 +935,63 @@ function ingestLogOf(
     duplicateWindowMs: int("SQLGATE_NATS_DUPLICATE_WINDOW_MS", 1000),
     ackWaitMs: int("SQLGATE_NATS_ACK_WAIT_MS", 1000),
     maxDeliver: int("SQLGATE_NATS_MAX_DELIVER", 1, 1000),
+  };
+}
+
+/** The servers of a `nats://host:port[,...]` setting. */
+function natsServersOf(
+  text: string,
+  setting: string,
+  alternatives: string,
+  problems: string[],
+): string[] {
+  const servers = text
+    .split(",")
+    .map((server) => server.trim())
+    .filter((server) => server !== "");
+  const bad = servers.filter((server) => !/^(nats|tls):\/\/[^/\s]+:\d+$/.test(server));
+  if (servers.length === 0 || bad.length > 0) {
+    problems.push(
+      `${setting}=${JSON.stringify(text)}: expected ${alternatives}nats://host:port[,nats://host:port...]`,
+    );
+  }
+  return servers;
+}
+
+function natsConnectionOf(
+  servers: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): NatsConnectionConfig {
+  return {
+    servers,
+    user: env.SQLGATE_NATS_USER || undefined,
+    password: env.SQLGATE_NATS_PASSWORD || undefined,
+    token: env.SQLGATE_NATS_TOKEN || undefined,
+    caFile: env.SQLGATE_NATS_CA || undefined,
+  };
+}
+
+/** SQLGATE_CHANGES_SINK and its stream. */
+function changeSinkOf(
+  text: string,
+  env: Readonly<Record<string, string | undefined>>,
+  int: (name: string, min: number, max?: number) => number,
+  read: (name: string) => string,
+  problems: string[],
+): ChangeSinkConfig | undefined {
+  if (text === "") return undefined;
+  const stream = read("SQLGATE_CHANGES_SINK_STREAM");
+  if (!/^[A-Za-z0-9_-]+$/.test(stream)) {
+    problems.push(`SQLGATE_CHANGES_SINK_STREAM=${JSON.stringify(stream)}: not a valid name`);
+  }
+  return {
+    ...natsConnectionOf(natsServersOf(text, "SQLGATE_CHANGES_SINK", "", problems), env),
+    stream,
+    tables: read("SQLGATE_CHANGES_SINK_TABLES")
+      .split(",")
+      .map((table) => table.trim())
+      .filter((table) => table !== ""),
+    replicas: int("SQLGATE_NATS_REPLICAS", 1, 5),
+    duplicateWindowMs: int("SQLGATE_NATS_DUPLICATE_WINDOW_MS", 1000),
   };
 }

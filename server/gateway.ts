@@ -8,6 +8,8 @@ import { setMaxListeners } from "node:events";
 import { type App, buildApp } from "./app.js";
 import { createCredentialStore, readCredentialsFile } from "./auth/credentials.js";
 import { createChangeFeed } from "./changes/change-feed.js";
+import { type ChangeSink, startChangeSink } from "./changes/jetstream-sink.js";
+import { tableFilter } from "./changes/table-filter.js";
 import { createPsdbService } from "./compat/planetscale/psdb-service.js";
 import { createPsdbSessions } from "./compat/planetscale/psdb-session.js";
 import type { Config } from "./config.js";
@@ -30,6 +32,8 @@ export interface Gateway {
   readonly ingest: Ingest;
   /** The MySQL replicas reads may go to (none without SQLGATE_MYSQL_REPLICA_URLS). */
   readonly replicas: ReplicaSet;
+  /** Publishing changes to JetStream (SQLGATE_CHANGES_SINK), once started. */
+  changeSink(): ChangeSink | undefined;
   /**
    * What needs MySQL before serving: the internal tables (under a named lock)
    * and the replay of the ingest log. Call once MySQL answers, before listening.
@@ -145,6 +149,7 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
       "no SQLGATE_TOKEN_SECRET: transaction tokens are signed with a random key and valid on this process only",
     );
   }
+  let sink: ChangeSink | undefined;
   const app = await buildApp({
     core,
     planetscale: createPsdbService({
@@ -154,6 +159,7 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
     db,
     pools: () => databases.all(),
     replicas: () => replicas.status(),
+    changeSink: () => sink?.status(),
     slowCallMs: config.log.slowCallMs,
     credentials,
     credentialLimits: config.auth.credentialLimits,
@@ -170,9 +176,20 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
     db,
     ingest,
     replicas,
+    changeSink: () => sink,
     async start() {
       await ingest.start();
       replicas.start();
+      if (config.changes.sink !== undefined) {
+        sink = startChangeSink({
+          config: config.changes.sink,
+          connection: connectionOptionsFromUrl(options.mysqlUrl),
+          positionTable: ingest.tables.changesSink,
+          tables: tableFilter(config.changes.sink.tables, db.databaseName, undefined),
+          logger: options.logger,
+          connectTimeoutMs: config.mysql.startupTimeoutMs,
+        });
+      }
     },
     async reloadCredentials() {
       if (credentials === undefined || config.auth.credentialsFile === undefined) return 0;
@@ -199,7 +216,12 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
         clearTimeout(timer);
       } finally {
         try {
-          await Promise.all([sessions.close(), ingest.close(ingestDrainMs), changes.close()]);
+          await Promise.all([
+            sessions.close(),
+            ingest.close(ingestDrainMs),
+            changes.close(),
+            sink?.close(),
+          ]);
         } finally {
           await Promise.all([databases.close(), replicas.close()]);
         }
