@@ -86,10 +86,13 @@ test("in a web-only sandbox: SQL, transactions, streams, errors and ingest", asy
     assert.equal(r.early, 10);
     assert.deepEqual(r.syntax, { code: "invalid_argument", errno: 1064, sqlState: "42000" });
     assert.deepEqual(r.duplicate, { code: "already_exists", errno: 1062, sqlState: "23000" });
+    const [written] = r.write as { position: string }[];
     assert.deepEqual(r.write, [
-      { rowsWritten: 1, batches: 1, duplicateBatches: 0, position: "" },
+      // The write's binlog position; a duplicate wrote nothing.
+      { rowsWritten: 1, batches: 1, duplicateBatches: 0, position: written?.position },
       { rowsWritten: 0, batches: 0, duplicateBatches: 1, position: "" },
     ]);
+    assert.match(written?.position ?? "", /^\d+-\d+-\d+$/);
     assert.deepEqual(r.writer, { rowsAcknowledged: 3000, rowsWritten: 3000 });
     assert.deepEqual(r.count, [{ n: "3001n" }]);
   }

@@ -86,7 +86,9 @@ test("npm start's gateway: embedded database, README examples, clean SIGTERM", a
     rows: [{ values: [{ stringValue: "first" }] }, { values: [{ stringValue: "second" }] }],
     idempotencyKey: "import-42",
   };
-  assert.deepEqual(await curlJson(write, rows), { rowsWritten: "2", batches: 1 });
+  const written = (await curlJson(write, rows)) as { position?: string };
+  assert.deepEqual(written, { rowsWritten: "2", batches: 1, position: written.position });
+  assert.match(written.position ?? "", /^\d+-\d+-\d+$/);
   assert.deepEqual(await curlJson(write, rows), { duplicateBatches: 1 });
 
   const exited = new Promise<number | null>((resolve) =>

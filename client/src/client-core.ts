@@ -14,6 +14,7 @@ import {
   createClient as createConnectClient,
   type Transport,
 } from "@connectrpc/connect";
+import { ChangeService } from "../../gen/sqlgate/v1/changes_pb.js";
 import {
   DatabaseService,
   type ExecuteOptionsSchema,
@@ -23,6 +24,7 @@ import {
 } from "../../gen/sqlgate/v1/database_pb.js";
 import { IngestService } from "../../gen/sqlgate/v1/ingest_pb.js";
 import type { Field } from "../../gen/sqlgate/v1/value_pb.js";
+import { type ChangesClient, createChangesClient } from "./changes.js";
 import {
   type Consistency,
   createPositionTracker,
@@ -199,6 +201,8 @@ export interface SqlgateClient extends SqlRunner {
   transaction<T>(fn: (tx: Transaction) => Promise<T>, options?: TransactionOptions): Promise<T>;
   /** Bulk writes: `write` (one call) and `writer` (buffered, retried, exactly once). */
   readonly ingest: IngestClient;
+  /** Row changes as they are committed: `subscribe({ tables, from })`, resuming by itself. */
+  readonly changes: ChangesClient;
   /**
    * The Connect transport, for services the SDK does not wrap:
    * `createClient(Service, client.transport)` from `@connectrpc/connect`.
@@ -256,6 +260,7 @@ export function createClientCore(
   const db = createConnectClient(DatabaseService, transport);
   const ingestClient = createConnectClient(IngestService, transport);
   const defaults = pickValueOptions(options);
+  const changes = createChangesClient(createConnectClient(ChangeService, transport), defaults);
   const readRetries = readRetriesFrom(options.readRetries);
   const positions = createPositionTracker();
   const seen = (position: string) => positions.see(position);
@@ -281,6 +286,7 @@ export function createClientCore(
         seen,
       ),
     ingest,
+    changes,
     transport,
     close,
     withConsistency(next) {

@@ -5,6 +5,13 @@
  */
 export { ColumnType, type Field, type Value } from "../../gen/sqlgate/v1/value_pb.js";
 export type { CredentialOptions } from "./auth.js";
+export type {
+  ChangeEvent,
+  ChangeOperation,
+  ChangesClient,
+  RowChangeEvent,
+  SubscribeOptions,
+} from "./changes.js";
 export {
   type ArrayQueryOptions,
   type BatchOptions,

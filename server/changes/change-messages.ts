@@ -7,7 +7,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { type Timestamp, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { ChangeOp, type RowChangeSchema } from "../../gen/sqlgate/v1/changes_pb.js";
 import type { BinlogChange, BinlogTransaction } from "./binlog-reader.js";
-import { rowOfBinlogValues } from "./change-values.js";
+import { columnTypeOfBinlog, rowOfBinlogValues } from "./change-values.js";
 
 export type RowChangeInit = MessageInitShape<typeof RowChangeSchema>;
 
@@ -75,6 +75,7 @@ export function rowChange(change: BinlogChange, includeBefore: boolean) {
     table: change.table,
     op: opOf[change.op],
     columns: [...change.columns],
+    types: change.columnTypes.map(columnTypeOfBinlog),
     ...(withBefore && change.before !== undefined
       ? { before: rowOfBinlogValues(change.before, change.columnTypes) }
       : {}),

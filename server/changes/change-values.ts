@@ -4,8 +4,8 @@
  * exact, bytes as bytes, temporal values as MySQL spells them.
  */
 import { NullValue } from "@bufbuild/protobuf/wkt";
-import type { Row } from "../../gen/sqlgate/v1/value_pb.js";
-import { type Kind, rowFromKinds, shortestFloat32 } from "../sql/result-columns.js";
+import type { ColumnType, Row } from "../../gen/sqlgate/v1/value_pb.js";
+import { columnTypeOf, type Kind, rowFromKinds, shortestFloat32 } from "../sql/result-columns.js";
 import type { BinlogColumnType } from "./binlog-reader.js";
 
 const nullKind: Kind = { case: "nullValue", value: NullValue.NULL_VALUE };
@@ -56,4 +56,31 @@ export function rowOfBinlogValues(
   return rowFromKinds(
     values.map((value, i) => kindOfBinlogValue(value, types[i] as BinlogColumnType)),
   );
+}
+
+/** The binary pseudo-charset's number, as a query's column definition gives it. */
+const binaryCharset = 63;
+
+/** The binlog's fractional-second temporal types, as the types a query reports. */
+const queryTypeOf: Readonly<Record<number, number>> = {
+  17: 7, // TIMESTAMP2 -> TIMESTAMP
+  18: 12, // DATETIME2 -> DATETIME
+  19: 11, // TIME2 -> TIME
+};
+
+/** A binlog column's type as a query of it reports it (`Field.type`). */
+export function columnTypeOfBinlog(type: BinlogColumnType): ColumnType {
+  return columnTypeOf({
+    name: "",
+    orgName: "",
+    table: "",
+    orgTable: "",
+    schema: "",
+    columnType: queryTypeOf[type.code] ?? type.code,
+    flags: 0,
+    // Only whether it is binary matters here.
+    characterSet: type.charset === null || type.charset === "binary" ? binaryCharset : 0,
+    columnLength: 0,
+    decimals: 0,
+  });
 }

@@ -6,7 +6,7 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { Row } from "./value_pb.js";
+import type { ColumnType, Row } from "./value_pb.js";
 import { file_sqlgate_v1_value } from "./value_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sqlgate/v1/changes.proto.
  */
 export const file_sqlgate_v1_changes: GenFile = /*@__PURE__*/
-  fileDesc("ChhzcWxnYXRlL3YxL2NoYW5nZXMucHJvdG8SCnNxbGdhdGUudjEiXgoQU3Vic2NyaWJlUmVxdWVzdBIOCgZ0YWJsZXMYASADKAkSDAoEZnJvbRgCIAEoCRIWCg5pbmNsdWRlX2JlZm9yZRgDIAEoCBIUCgxoZWFydGJlYXRfbXMYBCABKA0iqwEKEVN1YnNjcmliZVJlc3BvbnNlEi4KC3RyYW5zYWN0aW9uGAEgASgLMhcuc3FsZ2F0ZS52MS5UcmFuc2FjdGlvbkgAEioKCWhlYXJ0YmVhdBgCIAEoCzIVLnNxbGdhdGUudjEuSGVhcnRiZWF0SAASMQoNc2NoZW1hX2NoYW5nZRgDIAEoCzIYLnNxbGdhdGUudjEuU2NoZW1hQ2hhbmdlSABCBwoFZXZlbnQimQEKC1RyYW5zYWN0aW9uEhAKCHBvc2l0aW9uGAEgASgJEi8KC2NvbW1pdF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBImCgdjaGFuZ2VzGAMgAygLMhUuc3FsZ2F0ZS52MS5Sb3dDaGFuZ2USDAoEcGFydBgEIAEoDRIRCglsYXN0X3BhcnQYBSABKAgioAEKCVJvd0NoYW5nZRIQCghkYXRhYmFzZRgBIAEoCRINCgV0YWJsZRgCIAEoCRIgCgJvcBgDIAEoDjIULnNxbGdhdGUudjEuQ2hhbmdlT3ASDwoHY29sdW1ucxgEIAMoCRIfCgZiZWZvcmUYBSABKAsyDy5zcWxnYXRlLnYxLlJvdxIeCgVhZnRlchgGIAEoCzIPLnNxbGdhdGUudjEuUm93Ih0KCUhlYXJ0YmVhdBIQCghwb3NpdGlvbhgBIAEoCSI/CgxTY2hlbWFDaGFuZ2USEAoIcG9zaXRpb24YASABKAkSEAoIZGF0YWJhc2UYAiABKAkSCwoDc3FsGAMgASgJKmcKCENoYW5nZU9wEhkKFUNIQU5HRV9PUF9VTlNQRUNJRklFRBAAEhQKEENIQU5HRV9PUF9JTlNFUlQQARIUChBDSEFOR0VfT1BfVVBEQVRFEAISFAoQQ0hBTkdFX09QX0RFTEVURRADMlsKDUNoYW5nZVNlcnZpY2USSgoJU3Vic2NyaWJlEhwuc3FsZ2F0ZS52MS5TdWJzY3JpYmVSZXF1ZXN0Gh0uc3FsZ2F0ZS52MS5TdWJzY3JpYmVSZXNwb25zZTABYgZwcm90bzM", [file_google_protobuf_timestamp, file_sqlgate_v1_value]);
+  fileDesc("ChhzcWxnYXRlL3YxL2NoYW5nZXMucHJvdG8SCnNxbGdhdGUudjEiXgoQU3Vic2NyaWJlUmVxdWVzdBIOCgZ0YWJsZXMYASADKAkSDAoEZnJvbRgCIAEoCRIWCg5pbmNsdWRlX2JlZm9yZRgDIAEoCBIUCgxoZWFydGJlYXRfbXMYBCABKA0iqwEKEVN1YnNjcmliZVJlc3BvbnNlEi4KC3RyYW5zYWN0aW9uGAEgASgLMhcuc3FsZ2F0ZS52MS5UcmFuc2FjdGlvbkgAEioKCWhlYXJ0YmVhdBgCIAEoCzIVLnNxbGdhdGUudjEuSGVhcnRiZWF0SAASMQoNc2NoZW1hX2NoYW5nZRgDIAEoCzIYLnNxbGdhdGUudjEuU2NoZW1hQ2hhbmdlSABCBwoFZXZlbnQimQEKC1RyYW5zYWN0aW9uEhAKCHBvc2l0aW9uGAEgASgJEi8KC2NvbW1pdF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBImCgdjaGFuZ2VzGAMgAygLMhUuc3FsZ2F0ZS52MS5Sb3dDaGFuZ2USDAoEcGFydBgEIAEoDRIRCglsYXN0X3BhcnQYBSABKAgixwEKCVJvd0NoYW5nZRIQCghkYXRhYmFzZRgBIAEoCRINCgV0YWJsZRgCIAEoCRIgCgJvcBgDIAEoDjIULnNxbGdhdGUudjEuQ2hhbmdlT3ASDwoHY29sdW1ucxgEIAMoCRIfCgZiZWZvcmUYBSABKAsyDy5zcWxnYXRlLnYxLlJvdxIeCgVhZnRlchgGIAEoCzIPLnNxbGdhdGUudjEuUm93EiUKBXR5cGVzGAcgAygOMhYuc3FsZ2F0ZS52MS5Db2x1bW5UeXBlIh0KCUhlYXJ0YmVhdBIQCghwb3NpdGlvbhgBIAEoCSI/CgxTY2hlbWFDaGFuZ2USEAoIcG9zaXRpb24YASABKAkSEAoIZGF0YWJhc2UYAiABKAkSCwoDc3FsGAMgASgJKmcKCENoYW5nZU9wEhkKFUNIQU5HRV9PUF9VTlNQRUNJRklFRBAAEhQKEENIQU5HRV9PUF9JTlNFUlQQARIUChBDSEFOR0VfT1BfVVBEQVRFEAISFAoQQ0hBTkdFX09QX0RFTEVURRADMlsKDUNoYW5nZVNlcnZpY2USSgoJU3Vic2NyaWJlEhwuc3FsZ2F0ZS52MS5TdWJzY3JpYmVSZXF1ZXN0Gh0uc3FsZ2F0ZS52MS5TdWJzY3JpYmVSZXNwb25zZTABYgZwcm90bzM", [file_google_protobuf_timestamp, file_sqlgate_v1_value]);
 
 /**
  * Request for Subscribe.
@@ -200,6 +200,14 @@ export type RowChange = Message<"sqlgate.v1.RowChange"> & {
    * @generated from field: sqlgate.v1.Row after = 6;
    */
   after?: Row | undefined;
+
+  /**
+   * Each column's type, from the binary log's metadata, in row order (as in
+   * Field.type; MariaDB's JSON is TEXT to its binary log).
+   *
+   * @generated from field: repeated sqlgate.v1.ColumnType types = 7;
+   */
+  types: ColumnType[];
 };
 
 /**

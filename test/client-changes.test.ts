@@ -1,0 +1,109 @@
+/**
+ * The SDK's `client.changes.subscribe` against the real gateway and MariaDB:
+ * rows decoded as `execute` decodes them, `break` ending the call on the
+ * gateway, and a subscription that carries on by itself across a gateway
+ * restart with every transaction once.
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { setTimeout as delay } from "node:timers/promises";
+import { type ChangeEvent, createClient } from "../client/src/index.js";
+import { startGateway } from "./support/gateway.js";
+import { createTestDatabase } from "./support/mysql.js";
+
+type TransactionEvent = Extract<ChangeEvent, { type: "transaction" }>;
+
+test("rows arrive decoded as execute decodes them; break ends the call", async (t) => {
+  const { url, admin } = await createTestDatabase(t);
+  await admin.query(
+    "CREATE TABLE things (id INT PRIMARY KEY, big BIGINT UNSIGNED, price DECIMAL(10,2), name VARCHAR(20), raw VARBINARY(4), at DATETIME(6))",
+  );
+  const gateway = await startGateway(t, url);
+  const client = createClient({ url: gateway.baseUrl });
+  t.after(() => client.close());
+
+  const events: ChangeEvent[] = [];
+  const reading = (async () => {
+    for await (const event of client.changes.subscribe({
+      tables: ["things"],
+      includeBefore: true,
+      heartbeatMs: 100,
+    })) {
+      events.push(event);
+      if (events.filter((e) => e.type === "transaction").length === 2) break;
+    }
+  })();
+  await delay(300);
+  const inserted = await client.execute(
+    "INSERT INTO things VALUES (1, 18446744073709551615, 12.50, 'one', x'00ff', '2024-02-29 12:00:00.000001')",
+  );
+  await client.execute("UPDATE things SET name = 'uno' WHERE id = 1");
+  await reading;
+
+  const [insert, update] = events.filter((e): e is TransactionEvent => e.type === "transaction");
+  assert.equal(insert?.position, inserted.position);
+  const [read] = (await client.execute("SELECT * FROM things")).rows;
+  assert.deepEqual(insert?.changes, [
+    {
+      database: insert?.changes[0]?.database,
+      table: "things",
+      op: "insert",
+      after: { ...read, name: "one" },
+    },
+  ]);
+  assert.deepEqual(update?.changes[0]?.before, { ...read, name: "one" });
+  assert.deepEqual(update?.changes[0]?.after, read);
+  assert.equal(typeof read?.id, "number");
+  assert.equal(read?.big, 18446744073709551615n);
+  assert.ok(events.some((e) => e.type === "heartbeat"));
+  // The call ended with the loop: the gateway closes without waiting for it.
+  const closing = performance.now();
+  await gateway.close();
+  assert.ok(
+    performance.now() - closing < Number(gateway.config.shutdown.graceMs),
+    "no stream held the gateway open",
+  );
+});
+
+test("a subscription carries on across a gateway restart, every transaction once", async (t) => {
+  const { url, admin } = await createTestDatabase(t);
+  await admin.query("CREATE TABLE ticks (id INT PRIMARY KEY)");
+  let gateway = await startGateway(t, url);
+  const port = gateway.port;
+  const client = createClient({ url: gateway.baseUrl });
+  t.after(() => client.close());
+
+  const ids: unknown[] = [];
+  const stop = new AbortController();
+  const reading = (async () => {
+    for await (const event of client.changes.subscribe({
+      tables: ["ticks"],
+      signal: stop.signal,
+    })) {
+      if (event.type === "transaction") ids.push(...event.changes.map((c) => c.after?.id));
+    }
+  })();
+  await delay(300);
+  for (let id = 1; id <= 5; id++) await admin.query("INSERT INTO ticks VALUES (?)", [id]);
+  const until = async (n: number) => {
+    const deadline = Date.now() + 20_000;
+    while (ids.length < n) {
+      if (Date.now() > deadline) throw new Error(`only ${ids.length} of ${n} arrived`);
+      await delay(20);
+    }
+  };
+  await until(5);
+  await gateway.close();
+  // Written while no gateway runs: the subscription resumes from its last position.
+  for (let id = 6; id <= 10; id++) await admin.query("INSERT INTO ticks VALUES (?)", [id]);
+  gateway = await startGateway(t, url, { port });
+  for (let id = 11; id <= 15; id++) await admin.query("INSERT INTO ticks VALUES (?)", [id]);
+  await until(15);
+  await delay(200);
+  stop.abort();
+  await reading;
+  assert.deepEqual(
+    ids,
+    Array.from({ length: 15 }, (_, i) => i + 1),
+  );
+});
