@@ -397,3 +397,69 @@ test("credential create prints a password once; query authenticates with it from
   assert.equal(viaToken.code, 0, viaToken.stderr);
   assert.equal(viaToken.stdout.trim(), '{"n":8}');
 });
+
+test("changes: prints each row change as it is committed, exact, until interrupted", async (t) => {
+  const { url, admin } = await createTestDatabase(t);
+  await admin.query(
+    "CREATE TABLE watched (id BIGINT UNSIGNED PRIMARY KEY, price DECIMAL(8,2), raw VARBINARY(2))",
+  );
+  const gateway = await startGateway(t, url);
+  const child = spawn(
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      "client/cli/sqlgate.ts",
+      "changes",
+      "watched",
+      "--json",
+      "--before",
+      "--url",
+      gateway.baseUrl,
+    ],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  t.after(() => child.kill("SIGKILL"));
+  let stdout = "";
+  child.stdout.setEncoding("utf8").on("data", (s: string) => {
+    stdout += s;
+  });
+  const lines = async (n: number) => {
+    const deadline = Date.now() + 20_000;
+    while (stdout.split("\n").filter(Boolean).length < n) {
+      if (Date.now() > deadline) throw new Error(`only this arrived:\n${stdout}`);
+      // Writes go on until the subscription (which starts from now) has seen them.
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return stdout.split("\n").filter(Boolean);
+  };
+  // The command subscribes from now: write until its first line shows it is listening.
+  for (let i = 0; stdout === "" && i < 200; i++) {
+    await admin.query(`INSERT INTO watched VALUES (${i + 1}, 0.5, x'0000')`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const before = (await lines(1)).length;
+  await admin.query("INSERT INTO watched VALUES (18446744073709551615, 12.50, x'00ff')");
+  await admin.query("UPDATE watched SET price = 99.99 WHERE id = 18446744073709551615");
+  await admin.query("DELETE FROM watched WHERE id = 18446744073709551615");
+  const last = (await lines(before + 3))
+    .slice(before)
+    .map((line) => JSON.parse(line.replace(/:(\d{16,})/g, ':"$1"')));
+  assert.deepEqual(
+    last.map((c) => [c.op, c.table, c.before, c.after]),
+    [
+      ["insert", "watched", undefined, { id: "18446744073709551615", price: "12.50", raw: "AP8=" }],
+      [
+        "update",
+        "watched",
+        { id: "18446744073709551615", price: "12.50", raw: "AP8=" },
+        { id: "18446744073709551615", price: "99.99", raw: "AP8=" },
+      ],
+      ["delete", "watched", { id: "18446744073709551615", price: "99.99", raw: "AP8=" }, undefined],
+    ],
+  );
+  assert.match(last[0].position, /^\d+-\d+-\d+$/);
+  child.kill("SIGINT");
+  const [code] = (await once(child, "close")) as [number | null];
+  assert.equal(code, 0);
+});

@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 /**
- * `sqlgate`, the command line for people: `query`, `import`, `serve` and `credential`.
+ * `sqlgate`, the command line for people: `query`, `import`, `changes`, `serve` and `credential`.
  * The package's `bin` points at the compiled form of this file.
  */
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { changesCommand } from "./changes.js";
 import type { CliIo, Command } from "./command.js";
 import { credentialCommand } from "./credential.js";
 import { exitCodeFromError, messageFromError } from "./errors.js";
@@ -13,7 +14,13 @@ import { importCommand } from "./import.js";
 import { queryCommand } from "./query.js";
 import { serveCommand } from "./serve.js";
 
-const commands: readonly Command[] = [queryCommand, importCommand, serveCommand, credentialCommand];
+const commands: readonly Command[] = [
+  queryCommand,
+  importCommand,
+  changesCommand,
+  serveCommand,
+  credentialCommand,
+];
 
 /** Where `query` and `import` go without `--url`: the gateway's default SQLGATE_LISTEN port on this machine. */
 const defaultUrl = "http://127.0.0.1:8080";
@@ -32,6 +39,7 @@ Options:
 Examples:
   sqlgate query "SELECT NOW()"
   sqlgate import events.csv --table events
+  sqlgate changes orders
   sqlgate serve
   sqlgate credential create --file credentials.yaml --name app
 `;
