@@ -9,7 +9,7 @@
 # and with three, and whether the drain to MySQL keeps up), each of which
 # starts its own private MariaDB and the gateway as a separate process.
 # BENCH_ONLY=point, stream, ingest-write, ingest-stream, forwarding, replicas,
-# read-replicas or ingest-jetstream runs just one of them.
+# read-replicas, ingest-jetstream or changes runs just one of them.
 # Other settings: BENCH_SECONDS, BENCH_RUNS, BENCH_WARMUP_SECONDS,
 # BENCH_POOL_SIZE, BENCH_ROWS, BENCH_CALLERS (see bench/point-query.ts);
 # BENCH_STREAM_ROWS, BENCH_SLOW_FACTOR, BENCH_SLOW_STALL_SECONDS (see
@@ -25,9 +25,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 only="${BENCH_ONLY:-}"
 case "$only" in
-  "" | point | stream | ingest-write | ingest-stream | forwarding | replicas | read-replicas | ingest-jetstream) ;;
+  "" | point | stream | ingest-write | ingest-stream | forwarding | replicas | read-replicas | ingest-jetstream | changes) ;;
   *)
-    echo "bench: BENCH_ONLY must be point, stream, ingest-write, ingest-stream, forwarding, replicas, read-replicas or ingest-jetstream, not '$only'" >&2
+    echo "bench: BENCH_ONLY must be point, stream, ingest-write, ingest-stream, forwarding, replicas, read-replicas, ingest-jetstream or changes, not '$only'" >&2
     exit 2
     ;;
 esac
@@ -44,3 +44,4 @@ if run forwarding; then node dist/bench/forwarding.js "$@"; fi
 if run replicas; then node dist/bench/replicas.js "$@"; fi
 if run read-replicas; then node dist/bench/read-replicas.js "$@"; fi
 if run ingest-jetstream; then node dist/bench/ingest-jetstream.js "$@"; fi
+if run changes; then node dist/bench/changes.js "$@"; fi

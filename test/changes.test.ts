@@ -25,6 +25,7 @@ import {
   type SubscribeRequest,
   type SubscribeResponse,
   type Transaction,
+  TransactionSchema,
 } from "../gen/sqlgate/v1/changes_pb.js";
 import { DatabaseService } from "../gen/sqlgate/v1/database_pb.js";
 import { ColumnType, type Row, RowSchema } from "../gen/sqlgate/v1/value_pb.js";
@@ -126,7 +127,20 @@ describe("change streams", () => {
   test("every golden type arrives exactly as the gateway reads it, each transaction with its write's position", async (t) => {
     await admin.query(goldenSchema);
     const stream = subscribe(client.changes, { tables: ["golden"], includeBefore: true }, t);
-    await stream.untilIdle();
+    // Binary responses are written straight to wire format: they must read the same.
+    const binary = subscribe(
+      createClient(
+        ChangeService,
+        createConnectTransport({
+          baseUrl: gateway.baseUrl,
+          httpVersion: "2",
+          useBinaryFormat: true,
+        }),
+      ),
+      { tables: ["golden"], includeBefore: true },
+      t,
+    );
+    await Promise.all([stream.untilIdle(), binary.untilIdle()]);
     const read = async () =>
       (await client.database.execute({ sql: "SELECT * FROM golden ORDER BY id" })).rows;
     const { fields } = await client.database.execute({ sql: "SELECT * FROM golden LIMIT 0" });
@@ -151,6 +165,11 @@ describe("change streams", () => {
       Transaction,
       Transaction,
     ];
+    assert.deepEqual(
+      (await binary.transactions(3)).map((tx) => toJson(TransactionSchema, tx)),
+      [insert, update, remove].map((tx) => toJson(TransactionSchema, tx)),
+      "binary and JSON responses carry the same transactions",
+    );
     assert.notEqual(inserted, "");
     assert.deepEqual(
       [insert.position, update.position, remove.position],

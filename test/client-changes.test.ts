@@ -23,6 +23,10 @@ test("rows arrive decoded as execute decodes them; break ends the call", async (
   t.after(() => client.close());
 
   const events: ChangeEvent[] = [];
+  let listening: () => void = () => {};
+  const live = new Promise<void>((resolve) => {
+    listening = resolve;
+  });
   const reading = (async () => {
     for await (const event of client.changes.subscribe({
       tables: ["things"],
@@ -30,10 +34,12 @@ test("rows arrive decoded as execute decodes them; break ends the call", async (
       heartbeatMs: 100,
     })) {
       events.push(event);
+      // A heartbeat says the stream is up, reading from now.
+      if (event.type === "heartbeat") listening();
       if (events.filter((e) => e.type === "transaction").length === 2) break;
     }
   })();
-  await delay(300);
+  await live;
   const inserted = await client.execute(
     "INSERT INTO things VALUES (1, 18446744073709551615, 12.50, 'one', x'00ff', '2024-02-29 12:00:00.000001')",
   );
@@ -74,16 +80,22 @@ test("a subscription carries on across a gateway restart, every transaction once
   t.after(() => client.close());
 
   const ids: unknown[] = [];
+  let ready: () => void = () => {};
+  const up = new Promise<void>((resolve) => {
+    ready = resolve;
+  });
   const stop = new AbortController();
   const reading = (async () => {
     for await (const event of client.changes.subscribe({
       tables: ["ticks"],
+      heartbeatMs: 100,
       signal: stop.signal,
     })) {
+      if (event.type === "heartbeat") ready();
       if (event.type === "transaction") ids.push(...event.changes.map((c) => c.after?.id));
     }
   })();
-  await delay(300);
+  await up;
   for (let id = 1; id <= 5; id++) await admin.query("INSERT INTO ticks VALUES (?)", [id]);
   const until = async (n: number) => {
     const deadline = Date.now() + 20_000;

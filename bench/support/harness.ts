@@ -69,12 +69,14 @@ export interface BenchDatabase {
   readonly serverVersion: string;
 }
 
-/** A private MariaDB in a temporary directory, with a `bench` database. */
-export async function startBenchDatabase(): Promise<BenchDatabase> {
+/** A private MariaDB in a temporary directory, with a `bench` database (and `serverArgs`). */
+export async function startBenchDatabase(
+  serverArgs: readonly string[] = [],
+): Promise<BenchDatabase> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), "sqlgate-bench-"));
   onCleanup(async () => rmSync(dataDir, { recursive: true, force: true }));
   log(`starting MariaDB in ${dataDir}`);
-  const db = await startEmbeddedMysql({ dataDir, database: "bench" });
+  const db = await startEmbeddedMysql({ dataDir, database: "bench", serverArgs });
   onCleanup(() => db.stop());
   const conn = await mysql.createConnection({ socketPath: db.socketPath, user: "root" });
   const [rows] = await conn.query<RowDataPacket[]>("SELECT VERSION() AS v");

@@ -35,10 +35,14 @@
  *   (`mysql56_temporal_format=OFF`) is described from INFORMATION_SCHEMA,
  *   that is today's table.
  * - A slow consumer does not make the reader buffer without bound: when the
- *   queued changes pass `maxQueuedChanges`, the stream is stopped and started
- *   again from the queued position once half are delivered. (Pausing the
- *   socket instead would race with zongji's own pause while it reads table
- *   metadata, and a row event read before its table's metadata is dropped.)
+ *   queued changes pass `maxQueuedChanges`, reading from the binlog
+ *   connection pauses (TCP holds the server back) until half are delivered.
+ *   Zongji pauses the same connection while it reads a table's metadata from
+ *   INFORMATION_SCHEMA (tables with pre-10.1 temporal columns only), so
+ *   pauses are counted: the connection reads again only when neither holds
+ *   it, and no row event is read before its table's metadata. A server that
+ *   drops a connection held past its `net_write_timeout` is reconnected to,
+ *   like any other drop.
  * - Two readers with the same `serverId` on one server knock each other off
  *   (the server keeps one dump per server id): give each reader its own,
  *   different from every server's `server_id` too.
@@ -57,7 +61,7 @@ import ZongJi, {
   type RowData,
   type TableMapEntry,
 } from "@vlasky/zongji";
-import type { ConnectionOptions } from "mysql2";
+import type { Connection, ConnectionOptions } from "mysql2";
 import mysql from "mysql2/promise";
 
 /**
@@ -294,6 +298,26 @@ function keepGeometryRaw(entry: TableMapEntry | undefined): void {
   }
 }
 
+/**
+ * Makes `conn`'s pause() and resume() count: it reads again only after as
+ * many resumes as pauses, so the reader's pause and zongji's own (while it
+ * reads table metadata) never undo each other.
+ */
+function countPauses(conn: Pick<Connection, "pause" | "resume">): void {
+  const pause = conn.pause.bind(conn);
+  const resume = conn.resume.bind(conn);
+  let holds = 0;
+  conn.pause = () => {
+    holds += 1;
+    if (holds === 1) pause();
+  };
+  conn.resume = () => {
+    if (holds === 0) return;
+    holds -= 1;
+    if (holds === 0) resume();
+  };
+}
+
 function isEvent<N extends BinlogEventTypeName>(
   event: AnyBinlogEvent,
   name: N,
@@ -372,8 +396,8 @@ export function createBinlogReader(options: BinlogReaderOptions): BinlogReader {
   let waiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
   const queue: Delivery[] = [];
   let queuedChanges = 0;
-  /** Reading stopped because the handlers are behind. */
-  let paused = false;
+  /** Reading paused because the handlers are behind. */
+  let held = false;
   let draining = false;
   let drained: Promise<void> = Promise.resolve();
   /** The last stream's shutdown. */
@@ -447,7 +471,7 @@ export function createBinlogReader(options: BinlogReaderOptions): BinlogReader {
     );
 
   const silenceTimer = setInterval(() => {
-    if (stream !== undefined && performance.now() - lastEventAt > silenceMs) {
+    if (stream !== undefined && !held && performance.now() - lastEventAt > silenceMs) {
       interrupt(
         new BinlogReaderError(`no binlog event nor heartbeat for ${silenceMs} ms`, {
           fatal: false,
@@ -461,7 +485,7 @@ export function createBinlogReader(options: BinlogReaderOptions): BinlogReader {
   function connect(): void {
     clearTimeout(restartTimer);
     restartTimer = undefined;
-    if (stopped || paused || stream !== undefined) return;
+    if (stopped || stream !== undefined) return;
     const mine = ++generation;
     open(mine).catch((err: unknown) => {
       if (mine === generation) interrupt(streamError(err));
@@ -496,6 +520,10 @@ export function createBinlogReader(options: BinlogReaderOptions): BinlogReader {
       gtidSet: streamed.toString(),
       ...(includeSchema === undefined ? {} : { includeSchema }),
     });
+    if (current.connection !== null) {
+      countPauses(current.connection);
+      if (held) current.connection.pause();
+    }
     // start() has just created the binlog connection and queues its own
     // queries on it after a round trip on the control connection, so this
     // runs before the dump command: the server reads the period then.
@@ -678,9 +706,9 @@ export function createBinlogReader(options: BinlogReaderOptions): BinlogReader {
   function enqueue(delivery: Delivery): void {
     queue.push(delivery);
     queuedChanges += delivery.changes.length;
-    if (queuedChanges >= maxQueuedChanges && stream !== undefined) {
-      paused = true;
-      void endStream();
+    if (queuedChanges >= maxQueuedChanges && !held) {
+      held = true;
+      stream?.connection?.pause();
     }
     drain();
   }
@@ -708,9 +736,11 @@ export function createBinlogReader(options: BinlogReaderOptions): BinlogReader {
         queue.shift();
         queuedChanges -= item.changes.length;
         delivered = item.position;
-        if (paused && queuedChanges <= maxQueuedChanges / 2) {
-          paused = false;
-          connect();
+        if (held && queuedChanges <= maxQueuedChanges / 2) {
+          held = false;
+          // Silence while held was ours, not the server's.
+          lastEventAt = performance.now();
+          stream?.connection?.resume();
         }
       }
     } catch (err) {

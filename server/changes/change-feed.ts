@@ -18,11 +18,10 @@ import {
   type BinlogConnectionOptions,
   type BinlogDdl,
   type BinlogReader,
-  type BinlogTransaction,
   createBinlogReader,
 } from "./binlog-reader.js";
 import { type BinlogQuery, checkBinlogPosition, checkBinlogSettings } from "./binlog-settings.js";
-import { type ChangeMessage, transactionParts } from "./change-messages.js";
+import { type FeedMessage, SharedTransaction, transactionSlices } from "./change-messages.js";
 import type { TableFilter } from "./table-filter.js";
 
 export interface SubscribeOptions {
@@ -36,7 +35,7 @@ export interface SubscribeOptions {
 
 export interface ChangeFeed {
   /** The subscriber's messages: transactions, schema changes, and heartbeats while idle. */
-  subscribe(options: SubscribeOptions): AsyncGenerator<ChangeMessage>;
+  subscribe(options: SubscribeOptions): AsyncGenerator<FeedMessage>;
   close(): Promise<void>;
 }
 
@@ -55,7 +54,7 @@ export interface ChangeFeedOptions {
 /** One subscriber's queue and state. */
 interface Subscriber {
   readonly options: SubscribeOptions;
-  readonly queue: { readonly message: ChangeMessage; readonly position: string }[];
+  readonly queue: { readonly message: FeedMessage; readonly position: string }[];
   /** The position after the last message handed to the subscriber. */
   delivered: string;
   /** Set when it must end (too slow, or its reader failed). */
@@ -81,13 +80,14 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
   let live: Source | undefined;
   const sources = new Set<Source>();
 
-  const messagesOf = (subscriber: Subscriber, tx: BinlogTransaction): ChangeMessage[] => {
+  const messagesOf = (subscriber: Subscriber, tx: SharedTransaction): FeedMessage[] => {
     const { tables, includeBefore } = subscriber.options;
-    const changes = tx.changes.filter(
-      (c) => tables.matches(c.database, c.table) && !isInternalTable(c.table),
-    );
-    return transactionParts(tx, changes, includeBefore, options.maxChangesPerMessage).map(
-      (value) => ({ event: { case: "transaction", value } }),
+    const changes: number[] = [];
+    tx.tx.changes.forEach((c, i) => {
+      if (tables.matches(c.database, c.table) && !isInternalTable(c.table)) changes.push(i);
+    });
+    return transactionSlices(tx, changes, includeBefore, options.maxChangesPerMessage).map(
+      (value) => ({ case: "transaction", value }),
     );
   };
 
@@ -98,7 +98,7 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
    */
   const push = (
     subscriber: Subscriber,
-    messages: readonly ChangeMessage[],
+    messages: readonly FeedMessage[],
     position: string,
     shared: boolean,
   ): Promise<void> | undefined => {
@@ -126,7 +126,7 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
   /** Pushes to every subscriber of `source`; resolves when a private one has room. */
   const pushAll = (
     source: Source,
-    messagesFor: (subscriber: Subscriber) => readonly ChangeMessage[],
+    messagesFor: (subscriber: Subscriber) => readonly FeedMessage[],
     position: string,
   ): Promise<void> | undefined => {
     source.position = position;
@@ -148,13 +148,14 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
         connection: options.connection,
         serverId: nextServerId++,
         from,
-        onTransaction: (tx) => pushAll(source, (s) => messagesOf(s, tx), tx.position),
+        onTransaction(tx) {
+          const shared = new SharedTransaction(tx);
+          return pushAll(source, (s) => messagesOf(s, shared), tx.position);
+        },
         onDdl(ddl: BinlogDdl) {
-          const message: ChangeMessage = {
-            event: {
-              case: "schemaChange",
-              value: { position: ddl.position, database: ddl.database, sql: ddl.sql },
-            },
+          const message: FeedMessage = {
+            case: "schemaChange",
+            value: { position: ddl.position, database: ddl.database, sql: ddl.sql },
           };
           return pushAll(
             source,
@@ -254,7 +255,7 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
             subscription.signal.addEventListener("abort", done, { once: true });
           });
           if (!woken) {
-            yield { event: { case: "heartbeat", value: { position: subscriber.delivered } } };
+            yield { case: "heartbeat", value: { position: subscriber.delivered } };
           }
         }
       } finally {

@@ -2,16 +2,32 @@
  * Binlog transactions as `sqlgate.v1` messages: row changes with lossless
  * values, and a large transaction split into ordered parts that share its
  * position. Both the change streams and the JetStream sink send these.
+ *
+ * A transaction read once goes to many subscribers, each wanting some of
+ * its changes: a `TransactionSlice` names which. Binary responses are
+ * written straight to protobuf wire format (as sql/row-wire.ts does for
+ * rows), each row change encoded once per transaction whoever receives it;
+ * protobuf-es's reflection would cost several times the rest of the path.
+ * JSON responses are built as messages.
  */
-import type { MessageInitShape } from "@bufbuild/protobuf";
+import { create, type MessageInitShape, type UnknownField } from "@bufbuild/protobuf";
+import { WireType } from "@bufbuild/protobuf/wire";
 import { type Timestamp, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { ChangeOp, type RowChangeSchema } from "../../gen/sqlgate/v1/changes_pb.js";
+import {
+  ChangeOp,
+  type RowChangeSchema,
+  type SubscribeResponse,
+  SubscribeResponseSchema,
+} from "../../gen/sqlgate/v1/changes_pb.js";
+import type { ColumnType } from "../../gen/sqlgate/v1/value_pb.js";
+import { writeValueKind } from "../sql/row-wire.js";
+import { WireWriter } from "../sql/wire-writer.js";
 import type { BinlogChange, BinlogTransaction } from "./binlog-reader.js";
-import { columnTypeOfBinlog, rowOfBinlogValues } from "./change-values.js";
+import { columnTypeOfBinlog, kindOfBinlogValue, rowOfBinlogValues } from "./change-values.js";
 
 export type RowChangeInit = MessageInitShape<typeof RowChangeSchema>;
 
-/** One transaction, or one part of a large one. */
+/** One transaction, or one part of a large one, as a message. */
 export interface TransactionMessage {
   readonly position: string;
   readonly commitTime: Timestamp;
@@ -21,66 +37,191 @@ export interface TransactionMessage {
   readonly lastPart: boolean;
 }
 
-/** A subscriber's message (a `SubscribeResponse`). */
-export type ChangeMessage = {
-  readonly event:
-    | { readonly case: "transaction"; readonly value: TransactionMessage }
-    | { readonly case: "heartbeat"; readonly value: { readonly position: string } }
-    | {
-        readonly case: "schemaChange";
-        readonly value: {
-          readonly position: string;
-          readonly database: string;
-          readonly sql: string;
-        };
-      };
-};
+/** A transaction read from the binlog, shared by everyone it goes to. */
+export class SharedTransaction {
+  readonly commitTime: Timestamp;
+  /** Encoded row changes by index (even: without the row before an update; odd: with). */
+  private readonly encoded: (Uint8Array | undefined)[] = [];
+  private types: (ColumnType[] | undefined)[] | undefined;
 
-const opOf = { insert: ChangeOp.INSERT, update: ChangeOp.UPDATE, delete: ChangeOp.DELETE };
+  constructor(readonly tx: Pick<BinlogTransaction, "position" | "commitTime" | "changes">) {
+    this.commitTime = timestampFromDate(tx.commitTime);
+  }
+
+  get position(): string {
+    return this.tx.position;
+  }
+
+  /** Change `i` as a message. */
+  rowChange(i: number, includeBefore: boolean): RowChangeInit {
+    const change = this.tx.changes[i] as BinlogChange;
+    const withBefore = hasBefore(change, includeBefore);
+    return {
+      database: change.database,
+      table: change.table,
+      op: opOf[change.op],
+      columns: [...change.columns],
+      types: this.typesOf(i),
+      ...(withBefore && change.before !== undefined
+        ? { before: rowOfBinlogValues(change.before, change.columnTypes) }
+        : {}),
+      ...(change.after !== undefined
+        ? { after: rowOfBinlogValues(change.after, change.columnTypes) }
+        : {}),
+    };
+  }
+
+  /** Change `i` in protobuf wire format (a `RowChange`), encoded once. */
+  encodedChange(i: number, includeBefore: boolean): Uint8Array {
+    const change = this.tx.changes[i] as BinlogChange;
+    const slot = 2 * i + (hasBefore(change, includeBefore) && change.op === "update" ? 1 : 0);
+    const known = this.encoded[slot];
+    if (known !== undefined) return known;
+    const w = writer;
+    w.tag(1, WireType.LengthDelimited).string(change.database);
+    w.tag(2, WireType.LengthDelimited).string(change.table);
+    w.tag(3, WireType.Varint).int32(opOf[change.op]);
+    for (const column of change.columns) w.tag(4, WireType.LengthDelimited).string(column);
+    if (hasBefore(change, includeBefore) && change.before !== undefined) {
+      writeRow(w, 5, change.before, change);
+    }
+    if (change.after !== undefined) writeRow(w, 6, change.after, change);
+    const types = this.typesOf(i);
+    if (types.length > 0) {
+      w.tag(7, WireType.LengthDelimited).fork();
+      for (const type of types) w.int32(type);
+      w.join();
+    }
+    const bytes = w.finish();
+    this.encoded[slot] = bytes;
+    return bytes;
+  }
+
+  private typesOf(i: number): ColumnType[] {
+    this.types ??= [];
+    let types = this.types[i];
+    if (types === undefined) {
+      types = (this.tx.changes[i] as BinlogChange).columnTypes.map(columnTypeOfBinlog);
+      this.types[i] = types;
+    }
+    return types;
+  }
+}
+
+/** Some changes of a transaction (indexes into its `changes`), as one subscriber gets them. */
+export interface TransactionSlice {
+  readonly tx: SharedTransaction;
+  readonly changes: readonly number[];
+  readonly includeBefore: boolean;
+  /** 1, 2, ... for the parts of a large transaction; 0 for a whole one. */
+  readonly part: number;
+  readonly lastPart: boolean;
+}
+
+/** A subscriber's message, before it is a `SubscribeResponse`. */
+export type FeedMessage =
+  | { readonly case: "transaction"; readonly value: TransactionSlice }
+  | { readonly case: "heartbeat"; readonly value: { readonly position: string } }
+  | {
+      readonly case: "schemaChange";
+      readonly value: {
+        readonly position: string;
+        readonly database: string;
+        readonly sql: string;
+      };
+    };
 
 /**
- * `changes` of `tx` as one message, or as parts of at most `maxChanges`
- * each; none when there are no changes.
+ * `changes` (indexes) of `tx` as one slice, or as parts of at most
+ * `maxChanges` each; none when there are no changes.
  */
-export function transactionParts(
-  tx: Pick<BinlogTransaction, "position" | "commitTime">,
-  changes: readonly BinlogChange[],
+export function transactionSlices(
+  tx: SharedTransaction,
+  changes: readonly number[],
   includeBefore: boolean,
   maxChanges: number,
-): TransactionMessage[] {
+): TransactionSlice[] {
   if (changes.length === 0) return [];
-  const commitTime = timestampFromDate(tx.commitTime);
-  const rows = changes.map((c) => rowChange(c, includeBefore));
-  if (rows.length <= maxChanges) {
-    return [{ position: tx.position, commitTime, changes: rows, part: 0, lastPart: false }];
+  if (changes.length <= maxChanges) {
+    return [{ tx, changes, includeBefore, part: 0, lastPart: false }];
   }
-  const parts: TransactionMessage[] = [];
-  for (let i = 0; i < rows.length; i += maxChanges) {
+  const parts: TransactionSlice[] = [];
+  for (let i = 0; i < changes.length; i += maxChanges) {
     parts.push({
-      position: tx.position,
-      commitTime,
-      changes: rows.slice(i, i + maxChanges),
+      tx,
+      changes: changes.slice(i, i + maxChanges),
+      includeBefore,
       part: parts.length + 1,
-      lastPart: i + maxChanges >= rows.length,
+      lastPart: i + maxChanges >= changes.length,
     });
   }
   return parts;
 }
 
-/** One row change; `before` for deletes, and for updates when asked. */
-export function rowChange(change: BinlogChange, includeBefore: boolean) {
-  const withBefore = change.op === "delete" || (change.op === "update" && includeBefore);
+/** A slice as a message (for JSON responses). */
+export function transactionMessage(slice: TransactionSlice): TransactionMessage {
   return {
-    database: change.database,
-    table: change.table,
-    op: opOf[change.op],
-    columns: [...change.columns],
-    types: change.columnTypes.map(columnTypeOfBinlog),
-    ...(withBefore && change.before !== undefined
-      ? { before: rowOfBinlogValues(change.before, change.columnTypes) }
-      : {}),
-    ...(change.after !== undefined
-      ? { after: rowOfBinlogValues(change.after, change.columnTypes) }
-      : {}),
+    position: slice.tx.position,
+    commitTime: slice.tx.commitTime,
+    changes: slice.changes.map((i) => slice.tx.rowChange(i, slice.includeBefore)),
+    part: slice.part,
+    lastPart: slice.lastPart,
   };
+}
+
+/** A slice in protobuf wire format: a `sqlgate.v1.Transaction`. */
+export function transactionBytes(slice: TransactionSlice): Uint8Array {
+  // Each change is encoded (and kept) first: the writer is not re-entrant.
+  const changes = slice.changes.map((i) => slice.tx.encodedChange(i, slice.includeBefore));
+  const w = writer;
+  w.tag(1, WireType.LengthDelimited).string(slice.tx.position);
+  const { seconds, nanos } = slice.tx.commitTime;
+  w.tag(2, WireType.LengthDelimited).fork();
+  if (seconds !== 0n) w.tag(1, WireType.Varint).int64(seconds);
+  if (nanos !== 0) w.tag(2, WireType.Varint).int32(nanos);
+  w.join();
+  for (const change of changes) w.tag(3, WireType.LengthDelimited).bytes(change);
+  if (slice.part !== 0) w.tag(4, WireType.Varint).uint32(slice.part);
+  if (slice.lastPart) w.tag(5, WireType.Varint).bool(true);
+  return w.finish();
+}
+
+/**
+ * A slice as a `SubscribeResponse` whose `transaction` travels as an unknown
+ * field in wire format: protobuf-es writes it verbatim, and a binary decoder
+ * reads an ordinary `transaction`.
+ */
+export function transactionResponseWire(slice: TransactionSlice): SubscribeResponse {
+  const message = create(SubscribeResponseSchema);
+  // protobuf-es writes the field's tag itself; `data` is the length and the bytes.
+  const data = writer.bytes(transactionBytes(slice)).finish();
+  const field: UnknownField = { no: 1, wireType: WireType.LengthDelimited, data };
+  message.$unknown = [field];
+  return message;
+}
+
+const opOf = { insert: ChangeOp.INSERT, update: ChangeOp.UPDATE, delete: ChangeOp.DELETE };
+
+/** One writer for every encoding here: each runs to its finish() without yielding. */
+const writer = new WireWriter();
+
+/** Deletes always carry the row before; updates when asked. */
+function hasBefore(change: BinlogChange, includeBefore: boolean): boolean {
+  return change.op === "delete" || (change.op === "update" && includeBefore);
+}
+
+function writeRow(
+  w: WireWriter,
+  field: number,
+  values: readonly unknown[],
+  change: BinlogChange,
+) {
+  w.tag(field, WireType.LengthDelimited).fork();
+  const types = change.columnTypes;
+  for (let i = 0; i < values.length; i++) {
+    w.tag(1, WireType.LengthDelimited).fork();
+    writeValueKind(w, kindOfBinlogValue(values[i], types[i] as (typeof types)[number]));
+    w.join();
+  }
+  w.join();
 }

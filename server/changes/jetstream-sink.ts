@@ -27,20 +27,19 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { type JetStreamClient, jetstream, jetstreamManager, StorageType } from "@nats-io/jetstream";
 import { headers, type NatsConnection, nanos } from "@nats-io/transport-node";
 import mysql from "mysql2/promise";
-import { SchemaChangeSchema, TransactionSchema } from "../../gen/sqlgate/v1/changes_pb.js";
+import { SchemaChangeSchema } from "../../gen/sqlgate/v1/changes_pb.js";
 import type { ChangeSinkConfig } from "../config.js";
 import { isInternalDdl, isInternalTable } from "../ingest/internal-tables.js";
 import { connectNats, ensureStream, untilAnswered } from "../nats/jetstream.js";
 import type { Logger } from "../observability/logger.js";
 import {
-  type BinlogChange,
   type BinlogConnectionOptions,
   type BinlogDdl,
   type BinlogReader,
   type BinlogTransaction,
   createBinlogReader,
 } from "./binlog-reader.js";
-import { transactionParts } from "./change-messages.js";
+import { SharedTransaction, transactionBytes, transactionSlices } from "./change-messages.js";
 import type { TableFilter } from "./table-filter.js";
 
 export interface ChangeSinkOptions {
@@ -253,28 +252,29 @@ export function startChangeSink(options: ChangeSinkOptions): ChangeSink {
       },
 
       transaction(tx: BinlogTransaction): Promise<void> | undefined {
-        const byTable = new Map<string, BinlogChange[]>();
-        for (const change of tx.changes) {
-          if (isInternalTable(change.table)) continue;
-          if (!options.tables.matches(change.database, change.table)) continue;
+        const byTable = new Map<string, number[]>();
+        tx.changes.forEach((change, i) => {
+          if (isInternalTable(change.table)) return;
+          if (!options.tables.matches(change.database, change.table)) return;
           const key = `${subjectToken(change.database)}.${subjectToken(change.table)}`;
           const list = byTable.get(key);
-          if (list === undefined) byTable.set(key, [change]);
-          else list.push(change);
-        }
+          if (list === undefined) byTable.set(key, [i]);
+          else list.push(i);
+        });
         // A transaction with nothing to publish does not move the saved
         // position: saving it would write a transaction of its own, read
         // back here, forever.
         if (byTable.size === 0) return;
+        const shared = new SharedTransaction(tx);
         const acks: Promise<unknown>[] = [];
         for (const [key, changes] of byTable) {
-          for (const part of transactionParts(tx, changes, true, maxChangesPerMessage)) {
+          for (const slice of transactionSlices(shared, changes, true, maxChangesPerMessage)) {
             acks.push(
               send(
                 `sqlgate.changes.${key}`,
-                `${tx.position}/${key}/${part.part}`,
+                `${tx.position}/${key}/${slice.part}`,
                 tx.position,
-                toBinary(TransactionSchema, create(TransactionSchema, part)),
+                transactionBytes(slice),
               ),
             );
           }

@@ -5,7 +5,11 @@
  */
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { ChangeService } from "../../gen/sqlgate/v1/changes_pb.js";
-import type { ChangeMessage } from "../changes/change-messages.js";
+import {
+  type FeedMessage,
+  transactionMessage,
+  transactionResponseWire,
+} from "../changes/change-messages.js";
 import { createTableAccess, type TableAccess } from "../changes/table-access.js";
 import { tableFilter } from "../changes/table-filter.js";
 import { principalFrom } from "../principal.js";
@@ -37,27 +41,36 @@ function accessOf(scope: Scope): TableAccess {
  * parts still end with the last).
  */
 async function* readableOnly(
-  messages: AsyncGenerator<ChangeMessage>,
+  messages: AsyncGenerator<FeedMessage>,
   access: TableAccess,
-): AsyncGenerator<ChangeMessage> {
+): AsyncGenerator<FeedMessage> {
   for await (const message of messages) {
-    const event = message.event;
-    if (event.case !== "transaction") {
+    if (message.case !== "transaction") {
       yield message;
       continue;
     }
-    const all = event.value.changes;
-    const readable: boolean[] = [];
-    for (const change of all) {
-      readable.push(await access.mayRead(change.database ?? "", change.table ?? ""));
+    const slice = message.value;
+    const changes: number[] = [];
+    for (const i of slice.changes) {
+      const change = slice.tx.tx.changes[i];
+      if (change !== undefined && (await access.mayRead(change.database, change.table))) {
+        changes.push(i);
+      }
     }
-    const changes = all.filter((_, i) => readable[i]);
-    if (changes.length === 0 && !event.value.part) continue;
-    const { position, commitTime, part, lastPart } = event.value;
-    yield {
-      event: { case: "transaction", value: { position, commitTime, part, lastPart, changes } },
-    };
+    if (changes.length === 0 && slice.part === 0) continue;
+    yield { case: "transaction", value: { ...slice, changes } };
   }
+}
+
+/**
+ * A feed message as a `SubscribeResponse`: for binary responses the
+ * transaction in wire format, encoded once for all its subscribers.
+ */
+function responseOf(message: FeedMessage, binary: boolean) {
+  if (message.case !== "transaction") return { event: message };
+  return binary
+    ? transactionResponseWire(message.value)
+    : { event: { case: "transaction" as const, value: transactionMessage(message.value) } };
 }
 
 export const changeService: ServiceImpl<typeof ChangeService> = {
@@ -82,6 +95,9 @@ export const changeService: ServiceImpl<typeof ChangeService> = {
       signal: AbortSignal.any([ctx.signal, core.closing]),
     });
     // A credential with a MySQL account of its own sees what that account may read.
-    yield* principal.account === undefined ? messages : readableOnly(messages, accessOf(scope));
+    const readable =
+      principal.account === undefined ? messages : readableOnly(messages, accessOf(scope));
+    const binary = !(ctx.requestHeader.get("content-type") ?? "").includes("json");
+    for await (const message of readable) yield responseOf(message, binary);
   },
 };
