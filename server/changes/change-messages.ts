@@ -20,10 +20,9 @@ import {
   SubscribeResponseSchema,
 } from "../../gen/sqlgate/v1/changes_pb.js";
 import type { ColumnType } from "../../gen/sqlgate/v1/value_pb.js";
-import { writeValueKind } from "../sql/row-wire.js";
 import { WireWriter } from "../sql/wire-writer.js";
 import type { BinlogChange, BinlogTransaction } from "./binlog-reader.js";
-import { columnTypeOfBinlog, kindOfBinlogValue, rowOfBinlogValues } from "./change-values.js";
+import { columnTypeOfBinlog, rowOfBinlogValues, writeBinlogValues } from "./change-values.js";
 
 export type RowChangeInit = MessageInitShape<typeof RowChangeSchema>;
 
@@ -42,7 +41,6 @@ export class SharedTransaction {
   readonly commitTime: Timestamp;
   /** Encoded row changes by index (even: without the row before an update; odd: with). */
   private readonly encoded: (Uint8Array | undefined)[] = [];
-  private types: (ColumnType[] | undefined)[] | undefined;
 
   constructor(readonly tx: Pick<BinlogTransaction, "position" | "commitTime" | "changes">) {
     this.commitTime = timestampFromDate(tx.commitTime);
@@ -61,7 +59,7 @@ export class SharedTransaction {
       table: change.table,
       op: opOf[change.op],
       columns: [...change.columns],
-      types: this.typesOf(i),
+      types: tableWireOf(change).columnTypes,
       ...(withBefore && change.before !== undefined
         ? { before: rowOfBinlogValues(change.before, change.columnTypes) }
         : {}),
@@ -78,33 +76,16 @@ export class SharedTransaction {
     const known = this.encoded[slot];
     if (known !== undefined) return known;
     const w = writer;
-    w.tag(1, WireType.LengthDelimited).string(change.database);
-    w.tag(2, WireType.LengthDelimited).string(change.table);
-    w.tag(3, WireType.Varint).int32(opOf[change.op]);
-    for (const column of change.columns) w.tag(4, WireType.LengthDelimited).string(column);
+    const table = tableWireOf(change);
+    w.raw(table.header[change.op]);
     if (hasBefore(change, includeBefore) && change.before !== undefined) {
       writeRow(w, 5, change.before, change);
     }
     if (change.after !== undefined) writeRow(w, 6, change.after, change);
-    const types = this.typesOf(i);
-    if (types.length > 0) {
-      w.tag(7, WireType.LengthDelimited).fork();
-      for (const type of types) w.int32(type);
-      w.join();
-    }
+    w.raw(table.types);
     const bytes = w.finish();
     this.encoded[slot] = bytes;
     return bytes;
-  }
-
-  private typesOf(i: number): ColumnType[] {
-    this.types ??= [];
-    let types = this.types[i];
-    if (types === undefined) {
-      types = (this.tx.changes[i] as BinlogChange).columnTypes.map(columnTypeOfBinlog);
-      this.types[i] = types;
-    }
-    return types;
   }
 }
 
@@ -210,18 +191,51 @@ function hasBefore(change: BinlogChange, includeBefore: boolean): boolean {
   return change.op === "delete" || (change.op === "update" && includeBefore);
 }
 
-function writeRow(
-  w: WireWriter,
-  field: number,
-  values: readonly unknown[],
-  change: BinlogChange,
-) {
+function writeRow(w: WireWriter, field: number, values: readonly unknown[], change: BinlogChange) {
   w.tag(field, WireType.LengthDelimited).fork();
-  const types = change.columnTypes;
-  for (let i = 0; i < values.length; i++) {
-    w.tag(1, WireType.LengthDelimited).fork();
-    writeValueKind(w, kindOfBinlogValue(values[i], types[i] as (typeof types)[number]));
+  writeBinlogValues(w, values, change.columnTypes);
+  w.join();
+}
+
+/** What every row change of one table (one binlog table description) shares. */
+interface TableWire {
+  /** `RowChange` fields 1-4 (database, table, op, columns) per operation, in wire format. */
+  readonly header: Readonly<Record<BinlogChange["op"], Uint8Array>>;
+  readonly columnTypes: ColumnType[];
+  /** Field 7 (the column types, packed) in wire format. */
+  readonly types: Uint8Array;
+}
+
+const tableWires = new WeakMap<readonly unknown[], TableWire>();
+
+/** The shared parts of `change`'s wire form, encoded once per table description. */
+function tableWireOf(change: BinlogChange): TableWire {
+  let table = tableWires.get(change.columnTypes);
+  if (table !== undefined) return table;
+  const headerFor = (op: BinlogChange["op"]) => {
+    const w = new WireWriter();
+    w.tag(1, WireType.LengthDelimited).string(change.database);
+    w.tag(2, WireType.LengthDelimited).string(change.table);
+    w.tag(3, WireType.Varint).int32(opOf[op]);
+    for (const column of change.columns) w.tag(4, WireType.LengthDelimited).string(column);
+    return w.finish();
+  };
+  const columnTypes = change.columnTypes.map(columnTypeOfBinlog);
+  const w = new WireWriter();
+  if (columnTypes.length > 0) {
+    w.tag(7, WireType.LengthDelimited).fork();
+    for (const type of columnTypes) w.int32(type);
     w.join();
   }
-  w.join();
+  table = {
+    header: {
+      insert: headerFor("insert"),
+      update: headerFor("update"),
+      delete: headerFor("delete"),
+    },
+    columnTypes,
+    types: w.finish(),
+  };
+  tableWires.set(change.columnTypes, table);
+  return table;
 }

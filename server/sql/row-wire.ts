@@ -19,20 +19,8 @@ import type { Value } from "../../gen/sqlgate/v1/value_pb.js";
 /** `Row.values`. */
 const ROW_VALUES = 1;
 
-/** What writeValueKind needs of a writer: protobuf-es's BinaryWriter, or the faster WireWriter. */
-export interface ValueWriter {
-  tag(fieldNo: number, wireType: WireType): ValueWriter;
-  int32(value: number): unknown;
-  sint64(value: bigint): unknown;
-  uint64(value: bigint): unknown;
-  double(value: number): unknown;
-  string(value: string): unknown;
-  bytes(value: Uint8Array): unknown;
-  bool(value: boolean): unknown;
-}
-
 /** Writes one Value's fields (its oneof case) into `w`. */
-export function writeValueKind(w: ValueWriter, kind: Value["kind"]): void {
+function writeKind(w: BinaryWriter, kind: Value["kind"]): void {
   switch (kind.case) {
     case "nullValue":
       w.tag(1, WireType.Varint).int32(kind.value);
@@ -82,7 +70,7 @@ export class RowWireWriter {
     w.tag(this.rowsField, WireType.LengthDelimited).fork();
     for (const kind of kinds) {
       w.tag(ROW_VALUES, WireType.LengthDelimited).fork();
-      writeValueKind(w, kind);
+      writeKind(w, kind);
       w.join();
     }
     w.join();

@@ -91,6 +91,14 @@ export class WireWriter {
     return this;
   }
 
+  /** Bytes already in wire format, as they are. */
+  raw(value: Uint8Array): this {
+    this.ensure(value.byteLength);
+    this.buf.set(value, this.pos);
+    this.pos += value.byteLength;
+    return this;
+  }
+
   /** Starts a length-delimited field's contents (after its tag). */
   fork(): this {
     this.ensure(1);
