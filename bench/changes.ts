@@ -31,8 +31,12 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import ZongJi from "@vlasky/zongji";
 import mysql from "mysql2/promise";
+import pino from "pino";
 import { ChangeService, SubscribeRequestSchema } from "../gen/sqlgate/v1/changes_pb.js";
+import { createBinlogReader } from "../server/changes/binlog-reader.js";
 import { binlogServerArgs } from "../server/changes/binlog-settings.js";
+import { createChangeFeed } from "../server/changes/change-feed.js";
+import { tableFilter } from "../server/changes/table-filter.js";
 import { connectionOptionsFromUrl } from "../server/mysql/database.js";
 import { startGatewayProcess } from "./support/gateway-process.js";
 import {
@@ -45,12 +49,15 @@ import {
   writeReport,
 } from "./support/harness.js";
 import { median, percentile } from "./support/load.js";
+import { ownCpuMicros, processCpuMicros } from "./support/proc-cpu.js";
 
 const runs = Math.round(setting("BENCH_RUNS", 3));
 const transactions = Math.round(setting("BENCH_TRANSACTIONS", 2000));
 const rowsPerTransaction = Math.round(setting("BENCH_ROWS_PER_TRANSACTION", 50));
 const latencyWrites = Math.round(setting("BENCH_LATENCY_WRITES", 3000));
 const latencyRate = setting("BENCH_LATENCY_RATE", 500);
+/** BENCH_READERS=lean,library: only the readers whose names contain these (for profiling). */
+const onlyReaders = process.env.BENCH_READERS?.split(",");
 
 const table = "events";
 const ddl = `CREATE TABLE ${table} (
@@ -59,6 +66,8 @@ const ddl = `CREATE TABLE ${table} (
 )`;
 
 let nextServerId = 0x6000_0000;
+/** The HTTP/2 receive window the readers offer (per stream and per connection). */
+const receiveWindow = 16 * 1024 * 1024;
 
 await runBenchmark(async () => {
   const { db, dataDir, serverVersion } = await startBenchDatabase(binlogServerArgs);
@@ -142,6 +151,61 @@ await runBenchmark(async () => {
       });
     });
 
+  /** Reads the backlog with the gateway's binlog reader (zongji, grouping, exact values), in this process. */
+  const readerAlone = (): Promise<number> =>
+    new Promise((resolve, reject) => {
+      let rows = 0;
+      const started = performance.now();
+      const reader = createBinlogReader({
+        connection,
+        serverId: nextServerId++,
+        from,
+        onTransaction(tx) {
+          rows += tx.changes.length;
+          if (rows >= backlogRows) {
+            const elapsed = (performance.now() - started) / 1000;
+            void reader.close();
+            resolve(rows / elapsed);
+          }
+        },
+        onError(err) {
+          if (err.fatal) reject(err);
+        },
+      });
+    });
+
+  /** Reads the backlog through the gateway's change feed and wire encoding, in this process (no HTTP). */
+  const feedAlone = async (): Promise<number> => {
+    const feed = createChangeFeed({
+      connection,
+      query: async (sql) => (await root.query({ sql, rowsAsArray: true }))[0] as unknown[][],
+      bufferTransactions: 1000,
+      maxChangesPerMessage: 1000,
+      logger: pino({ level: "silent" }),
+    });
+    const stop = new AbortController();
+    let rows = 0;
+    let bytes = 0;
+    const started = performance.now();
+    for await (const message of feed.subscribe({
+      tables: tableFilter([table], "bench", undefined),
+      from,
+      includeBefore: false,
+      heartbeatMs: 5000,
+      signal: stop.signal,
+    })) {
+      if (message.case !== "transaction") continue;
+      bytes += message.value.tx.responseData(message.value).length;
+      rows += message.value.changes.length;
+      if (rows >= backlogRows) break;
+    }
+    const elapsed = (performance.now() - started) / 1000;
+    stop.abort();
+    await feed.close();
+    if (bytes === 0) throw new Error("nothing encoded");
+    return rows / elapsed;
+  };
+
   /**
    * Reads the backlog through the gateway with a lean subscriber: Connect's
    * streaming protocol on node:http2, binary, no compression, counting the
@@ -151,8 +215,13 @@ await runBenchmark(async () => {
    */
   const throughGatewayLean = (): Promise<number> =>
     new Promise((resolve, reject) => {
-      const session = http2.connect(gateway.baseUrl);
+      // A reader that wants throughput offers a large receive window (HTTP/2's
+      // default of 64 KiB makes the gateway wait for each window update).
+      const session = http2.connect(gateway.baseUrl, {
+        settings: { initialWindowSize: receiveWindow },
+      });
       session.on("error", reject);
+      session.on("connect", () => session.setLocalWindowSize(receiveWindow));
       const stream = session.request({
         ":method": "POST",
         ":path": "/sqlgate.v1.ChangeService/Subscribe",
@@ -208,7 +277,18 @@ await runBenchmark(async () => {
     return rows / elapsed;
   };
 
+  /** CPU per row (microseconds) of the gateway, MariaDB and this process while `read` runs. */
+  const cpuPerRow = async (read: () => Promise<number>) => {
+    const before = [processCpuMicros(gateway.pid), processCpuMicros(db.pid), ownCpuMicros()];
+    const rate = await read();
+    const after = [processCpuMicros(gateway.pid), processCpuMicros(db.pid), ownCpuMicros()];
+    return { rate, cpu: after.map((a, i) => (a - (before[i] ?? 0)) / backlogRows) };
+  };
+  const cpuRows: { reader: string; cpu: number[] }[] = [];
+
   const library: number[] = [];
+  const readerRates: number[] = [];
+  const feedRates: number[] = [];
   const leanRates: number[] = [];
   const gatewayRates: number[] = [];
   // One of each first, unmeasured: connections, JIT, the binlog in the page cache.
@@ -216,9 +296,21 @@ await runBenchmark(async () => {
   await throughGatewayLean();
   await throughGateway();
   for (let run = 1; run <= runs; run++) {
-    library.push(await libraryAlone());
-    leanRates.push(await throughGatewayLean());
-    gatewayRates.push(await throughGateway());
+    for (const [reader, read, rates] of (
+      [
+        ["library alone", libraryAlone, library],
+        ["gateway's binlog reader alone", readerAlone, readerRates],
+        ["gateway's feed and encoding alone", feedAlone, feedRates],
+        ["gateway, lean reader", throughGatewayLean, leanRates],
+        ["gateway, connect-node decoding", throughGateway, gatewayRates],
+      ] as const
+    ).filter(
+      ([reader]) => onlyReaders === undefined || onlyReaders.some((r) => reader.includes(r)),
+    )) {
+      const { rate, cpu } = await cpuPerRow(read);
+      rates.push(rate);
+      cpuRows.push({ reader, cpu });
+    }
     log(
       `run ${run}: library ${Math.round(library.at(-1) ?? 0)} rows/s, gateway ${Math.round(leanRates.at(-1) ?? 0)} rows/s (lean reader), ${Math.round(gatewayRates.at(-1) ?? 0)} rows/s (connect-node, decoding)`,
     );
@@ -306,8 +398,27 @@ ${machineLine(serverVersion)}
 | reader | row changes/s (median of ${runs}) | runs |
 |---|---|---|
 | @vlasky/zongji alone | ${Math.round(libraryMedian).toLocaleString("en")} | ${library.map((r) => Math.round(r)).join(", ")} |
+| the gateway's binlog reader alone (server/changes/binlog-reader.ts, this process) | ${Math.round(median(readerRates)).toLocaleString("en")} | ${readerRates.map((r) => Math.round(r)).join(", ")} |
+| the gateway's change feed and wire encoding alone (this process, no HTTP) | ${Math.round(median(feedRates)).toLocaleString("en")} | ${feedRates.map((r) => Math.round(r)).join(", ")} |
 | through the gateway, lean reader (h2c, binary, counting) | ${Math.round(leanMedian).toLocaleString("en")} | ${leanRates.map((r) => Math.round(r)).join(", ")} |
 | through the gateway, connect-node client decoding every message | ${Math.round(gatewayMedian).toLocaleString("en")} | ${gatewayRates.map((r) => Math.round(r)).join(", ")} |
+
+CPU per row change (microseconds, median over the runs; 2 cores shared by all three):
+
+| reader | gateway | MariaDB | reader process |
+|---|---|---|---|
+${[
+  "library alone",
+  "gateway's binlog reader alone",
+  "gateway, lean reader",
+  "gateway, connect-node decoding",
+]
+  .map((reader) => {
+    const rows = cpuRows.filter((r) => r.reader === reader);
+    const at = (i: number) => median(rows.map((r) => r.cpu[i] ?? 0)).toFixed(2);
+    return `| ${reader} | ${at(0)} | ${at(1)} | ${at(2)} |`;
+  })
+  .join("\n")}
 
 Gateway (lean reader) / library: **${(leanMedian / libraryMedian).toFixed(2)}x** (goal >= 0.7x); with the decoding client: ${(gatewayMedian / libraryMedian).toFixed(2)}x.
 

@@ -129,9 +129,9 @@ export interface BinlogChange {
   readonly columns: readonly string[];
   readonly columnTypes: readonly BinlogColumnType[];
   /** The row before an update or delete. */
-  readonly before?: readonly unknown[];
+  readonly before?: readonly unknown[] | undefined;
   /** The row after an insert or update. */
-  readonly after?: readonly unknown[];
+  readonly after?: readonly unknown[] | undefined;
 }
 
 /** A committed transaction's row changes. */
@@ -276,6 +276,8 @@ interface Delivery {
 interface TableShape {
   readonly columns: readonly string[];
   readonly types: readonly BinlogColumnType[];
+  /** Each column's type code, for exact() per value. */
+  readonly codes: readonly number[];
 }
 
 const geometry = 255;
@@ -629,13 +631,22 @@ export function createBinlogReader(options: BinlogReaderOptions): BinlogReader {
         ...(schema?.SET_VALUES === undefined ? {} : { setValues: schema.SET_VALUES }),
       };
     });
-    const shape = { columns: columns.map((column) => column.name), types };
+    const shape = {
+      columns: columns.map((column) => column.name),
+      types,
+      codes: types.map((type) => type.code),
+    };
     shapes.set(entry, shape);
     return shape;
   }
 
   function valuesOf(shape: TableShape, row: RowData): unknown[] {
-    return shape.columns.map((name, i) => exact(shape.types[i]?.code, row[name]));
+    const { columns, codes } = shape;
+    const values = new Array<unknown>(columns.length);
+    for (let i = 0; i < columns.length; i++) {
+      values[i] = exact(codes[i], row[columns[i] as string]);
+    }
+    return values;
   }
 
   function addRows(
@@ -659,26 +670,30 @@ export function createBinlogReader(options: BinlogReaderOptions): BinlogReader {
       interrupt(streamError(new Error(`rows for table id ${event.tableId} without its table map`)));
       return;
     }
-    const base = {
-      database: entry.parentSchema,
-      table: entry.tableName,
-      op,
-      columns: shape.columns,
-      columnTypes: shape.types,
-    };
+    const database = entry.parentSchema;
+    const table = entry.tableName;
+    // Every change has the same fields (before or after undefined): one object shape.
     for (const row of rows) {
+      let before: unknown[] | undefined;
+      let after: unknown[] | undefined;
       if (op === "update") {
-        const { before, after } = row as { before: RowData; after: RowData };
-        group.changes.push({
-          ...base,
-          before: valuesOf(shape, before),
-          after: valuesOf(shape, after),
-        });
+        const both = row as { before: RowData; after: RowData };
+        before = valuesOf(shape, both.before);
+        after = valuesOf(shape, both.after);
       } else if (op === "delete") {
-        group.changes.push({ ...base, before: valuesOf(shape, row as RowData) });
+        before = valuesOf(shape, row as RowData);
       } else {
-        group.changes.push({ ...base, after: valuesOf(shape, row as RowData) });
+        after = valuesOf(shape, row as RowData);
       }
+      group.changes.push({
+        database,
+        table,
+        op,
+        columns: shape.columns,
+        columnTypes: shape.types,
+        before,
+        after,
+      });
     }
   }
 

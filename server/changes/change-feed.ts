@@ -62,6 +62,8 @@ interface Subscriber {
   wake: (() => void) | undefined;
   /** A private reader waiting for room in the queue. */
   onRoom: (() => void) | undefined;
+  /** Whether the subscriber gets changes of `database`.`table` (answers kept per table). */
+  follows(database: string, table: string): boolean;
 }
 
 /** A binlog reader and the subscribers it feeds. */
@@ -81,11 +83,13 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
   const sources = new Set<Source>();
 
   const messagesOf = (subscriber: Subscriber, tx: SharedTransaction): FeedMessage[] => {
-    const { tables, includeBefore } = subscriber.options;
+    const { includeBefore } = subscriber.options;
     const changes: number[] = [];
-    tx.tx.changes.forEach((c, i) => {
-      if (tables.matches(c.database, c.table) && !isInternalTable(c.table)) changes.push(i);
-    });
+    const all = tx.tx.changes;
+    for (let i = 0; i < all.length; i++) {
+      const c = all[i] as (typeof all)[number];
+      if (subscriber.follows(c.database, c.table)) changes.push(i);
+    }
     return transactionSlices(tx, changes, includeBefore, options.maxChangesPerMessage).map(
       (value) => ({ case: "transaction", value }),
     );
@@ -221,6 +225,7 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
         failure: undefined,
         wake: undefined,
         onRoom: undefined,
+        follows: followsTables(subscription.tables),
       };
       source.subscribers.add(subscriber);
       try {
@@ -274,5 +279,24 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
       sources.clear();
       live = undefined;
     },
+  };
+}
+
+/** `tables.matches`, never the gateway's own tables, each answer kept (tables are few). */
+function followsTables(tables: TableFilter): (database: string, table: string) => boolean {
+  const answers = new Map<string, Map<string, boolean>>();
+  return (database, table) => {
+    let inDatabase = answers.get(database);
+    if (inDatabase === undefined) {
+      inDatabase = new Map();
+      answers.set(database, inDatabase);
+    }
+    let answer = inDatabase.get(table);
+    if (answer === undefined) {
+      answer = tables.matches(database, table) && !isInternalTable(table);
+      // A subscriber following `*` through a million tables keeps no more than this many.
+      if (inDatabase.size < 10_000) inDatabase.set(table, answer);
+    }
+    return answer;
   };
 }

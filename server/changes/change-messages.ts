@@ -39,8 +39,8 @@ export interface TransactionMessage {
 /** A transaction read from the binlog, shared by everyone it goes to. */
 export class SharedTransaction {
   readonly commitTime: Timestamp;
-  /** Encoded row changes by index (even: without the row before an update; odd: with). */
-  private readonly encoded: (Uint8Array | undefined)[] = [];
+  /** Responses already encoded, by slice (see responseData). */
+  private readonly encoded = new Map<string, Uint8Array>();
 
   constructor(readonly tx: Pick<BinlogTransaction, "position" | "commitTime" | "changes">) {
     this.commitTime = timestampFromDate(tx.commitTime);
@@ -69,23 +69,24 @@ export class SharedTransaction {
     };
   }
 
-  /** Change `i` in protobuf wire format (a `RowChange`), encoded once. */
-  encodedChange(i: number, includeBefore: boolean): Uint8Array {
-    const change = this.tx.changes[i] as BinlogChange;
-    const slot = 2 * i + (hasBefore(change, includeBefore) && change.op === "update" ? 1 : 0);
-    const known = this.encoded[slot];
-    if (known !== undefined) return known;
-    const w = writer;
-    const table = tableWireOf(change);
-    w.raw(table.header[change.op]);
-    if (hasBefore(change, includeBefore) && change.before !== undefined) {
-      writeRow(w, 5, change.before, change);
+  /**
+   * A slice as the `data` of an unknown `transaction` field (its length,
+   * then a `Transaction` in wire format), encoded once however many
+   * subscribers get the same slice.
+   */
+  responseData(slice: TransactionSlice): Uint8Array {
+    // Most subscribers get every change: no list of them in the key then.
+    const which = slice.changes.length === this.tx.changes.length ? "all" : slice.changes.join(",");
+    const key = `${slice.includeBefore ? 1 : 0}:${slice.part}:${which}`;
+    let data = this.encoded.get(key);
+    if (data === undefined) {
+      writer.fork();
+      writeTransaction(writer, slice);
+      writer.join();
+      data = writer.finish();
+      this.encoded.set(key, data);
     }
-    if (change.after !== undefined) writeRow(w, 6, change.after, change);
-    w.raw(table.types);
-    const bytes = w.finish();
-    this.encoded[slot] = bytes;
-    return bytes;
+    return data;
   }
 }
 
@@ -152,19 +153,8 @@ export function transactionMessage(slice: TransactionSlice): TransactionMessage 
 
 /** A slice in protobuf wire format: a `sqlgate.v1.Transaction`. */
 export function transactionBytes(slice: TransactionSlice): Uint8Array {
-  // Each change is encoded (and kept) first: the writer is not re-entrant.
-  const changes = slice.changes.map((i) => slice.tx.encodedChange(i, slice.includeBefore));
-  const w = writer;
-  w.tag(1, WireType.LengthDelimited).string(slice.tx.position);
-  const { seconds, nanos } = slice.tx.commitTime;
-  w.tag(2, WireType.LengthDelimited).fork();
-  if (seconds !== 0n) w.tag(1, WireType.Varint).int64(seconds);
-  if (nanos !== 0) w.tag(2, WireType.Varint).int32(nanos);
-  w.join();
-  for (const change of changes) w.tag(3, WireType.LengthDelimited).bytes(change);
-  if (slice.part !== 0) w.tag(4, WireType.Varint).uint32(slice.part);
-  if (slice.lastPart) w.tag(5, WireType.Varint).bool(true);
-  return w.finish();
+  writeTransaction(writer, slice);
+  return writer.finish();
 }
 
 /**
@@ -175,10 +165,37 @@ export function transactionBytes(slice: TransactionSlice): Uint8Array {
 export function transactionResponseWire(slice: TransactionSlice): SubscribeResponse {
   const message = create(SubscribeResponseSchema);
   // protobuf-es writes the field's tag itself; `data` is the length and the bytes.
-  const data = writer.bytes(transactionBytes(slice)).finish();
-  const field: UnknownField = { no: 1, wireType: WireType.LengthDelimited, data };
+  const field: UnknownField = {
+    no: 1,
+    wireType: WireType.LengthDelimited,
+    data: slice.tx.responseData(slice),
+  };
   message.$unknown = [field];
   return message;
+}
+
+function writeTransaction(w: WireWriter, slice: TransactionSlice): void {
+  const { tx } = slice;
+  w.tag(1, WireType.LengthDelimited).string(tx.position);
+  const { seconds, nanos } = tx.commitTime;
+  w.tag(2, WireType.LengthDelimited).fork();
+  if (seconds !== 0n) w.tag(1, WireType.Varint).int64(seconds);
+  if (nanos !== 0) w.tag(2, WireType.Varint).int32(nanos);
+  w.join();
+  for (const i of slice.changes) {
+    const change = tx.tx.changes[i] as BinlogChange;
+    const table = tableWireOf(change);
+    w.tag(3, WireType.LengthDelimited).fork();
+    w.raw(table.header[change.op]);
+    if (hasBefore(change, slice.includeBefore) && change.before !== undefined) {
+      writeRow(w, 5, change.before, change);
+    }
+    if (change.after !== undefined) writeRow(w, 6, change.after, change);
+    w.raw(table.types);
+    w.join();
+  }
+  if (slice.part !== 0) w.tag(4, WireType.Varint).uint32(slice.part);
+  if (slice.lastPart) w.tag(5, WireType.Varint).bool(true);
 }
 
 const opOf = { insert: ChangeOp.INSERT, update: ChangeOp.UPDATE, delete: ChangeOp.DELETE };
