@@ -410,6 +410,7 @@ CPU per row change (microseconds, median over the runs; 2 cores shared by all th
 ${[
   "library alone",
   "gateway's binlog reader alone",
+  "gateway's feed and encoding alone",
   "gateway, lean reader",
   "gateway, connect-node decoding",
 ]
