@@ -154,17 +154,19 @@ export function createMetrics(sources: MetricsSources): Metrics {
         this.set(read(ingest()));
       },
     });
-  const counter = (name: string, help: string, read: (s: IngestCounters) => number) =>
+  /** A counter whose running total the core keeps; scraping shows it as is. */
+  const total = (name: string, help: string, read: () => number) =>
     new Counter({
       name,
       help,
       registers: [registry],
       collect() {
-        // The core keeps the running total; the counter shows it as is.
         this.reset();
-        this.inc(read(ingest()));
+        this.inc(read());
       },
     });
+  const counter = (name: string, help: string, read: (s: IngestCounters) => number) =>
+    total(name, help, () => read(ingest()));
   counter("sqlgate_ingest_batches_total", "Group-commit transactions committed.", (s) => s.batches);
   counter(
     "sqlgate_ingest_rows_total",
@@ -204,28 +206,17 @@ export function createMetrics(sources: MetricsSources): Metrics {
       this.set(sources.changeSink()?.leader ? 1 : 0);
     },
   });
-  for (const [name, help, read] of [
-    [
-      "sqlgate_changes_sink_published_total",
-      "Change messages JetStream acknowledged from this gateway.",
-      (s: ChangeSinkCounters) => s.published,
-    ],
-    [
-      "sqlgate_changes_sink_duplicates_total",
-      "Of those, messages JetStream already had (published again after a takeover).",
-      (s: ChangeSinkCounters) => s.duplicates,
-    ],
-  ] as const) {
-    new Counter({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.reset();
-        this.inc(read(sources.changeSink() ?? { leader: false, published: 0, duplicates: 0 }));
-      },
-    });
-  }
+  const sink = () => sources.changeSink() ?? { leader: false, published: 0, duplicates: 0 };
+  total(
+    "sqlgate_changes_sink_published_total",
+    "Change messages JetStream acknowledged from this gateway.",
+    () => sink().published,
+  );
+  total(
+    "sqlgate_changes_sink_duplicates_total",
+    "Of those, messages JetStream already had (published again after a takeover).",
+    () => sink().duplicates,
+  );
   gauge("sqlgate_ingest_queued_calls", "Calls whose rows wait for a batch.", (s) => s.queuedParts);
   gauge(
     "sqlgate_ingest_log_bytes",
