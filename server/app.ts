@@ -21,6 +21,7 @@ import { kClientCertificateName, type PrincipalLimits } from "./principal.js";
 import { routes } from "./routes.js";
 import { createCoreInjector, type GatewayCore } from "./services/context-values.js";
 import type { TokenCodec } from "./sessions/session-token.js";
+import { compressMinBytes } from "./transport/compression.js";
 import { consoleRoute } from "./transport/console-route.js";
 import {
   clientCertificateName,
@@ -119,6 +120,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
     readMaxBytes: options.limits.maxBodyBytes,
     writeMaxBytes: options.limits.maxResponseBytes + 1024 * 1024,
     maxTimeoutMs: options.limits.maxTimeoutMs,
+    // Small responses go uncompressed (see compressMinBytes in transport/compression.ts).
+    compressMinBytes,
     // Connect ignores unknown JSON fields by default; for SQL a misspelt field
     // (`"options":{"readonly":true}`) would silently drop a safeguard, so it is
     // refused with `invalid_argument` instead.

@@ -22,6 +22,7 @@ import {
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
 import type { FastifyInstance, FastifyRequest } from "fastify";
+import { compressMinBytes } from "./compression.js";
 
 export interface PsdbHttpOptions<S extends DescService> {
   readonly service: S;
@@ -80,6 +81,7 @@ export function psdbHttp<S extends DescService>(options: PsdbHttpOptions<S>) {
       writeMaxBytes: options.writeMaxBytes,
       maxTimeoutMs: options.maxTimeoutMs,
       acceptCompression: [compressionGzip, compressionBrotli],
+      compressMinBytes,
       jsonOptions: { ignoreUnknownFields: true },
     });
     router.service(options.service, options.implementation);
