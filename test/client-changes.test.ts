@@ -96,7 +96,6 @@ test("a subscription carries on across a gateway restart, every transaction once
     }
   })();
   await up;
-  for (let id = 1; id <= 5; id++) await admin.query("INSERT INTO ticks VALUES (?)", [id]);
   const until = async (n: number) => {
     const deadline = Date.now() + 20_000;
     while (ids.length < n) {
@@ -104,18 +103,27 @@ test("a subscription carries on across a gateway restart, every transaction once
       await delay(20);
     }
   };
-  await until(5);
-  await gateway.close();
-  // Written while no gateway runs: the subscription resumes from its last position.
-  for (let id = 6; id <= 10; id++) await admin.query("INSERT INTO ticks VALUES (?)", [id]);
-  gateway = await startGateway(t, url, { port });
-  for (let id = 11; id <= 15; id++) await admin.query("INSERT INTO ticks VALUES (?)", [id]);
-  await until(15);
+  const write = async (first: number, last: number) => {
+    for (let id = first; id <= last; id++) await admin.query("INSERT INTO ticks VALUES (?)", [id]);
+  };
+  const restart = async (whileDown: () => Promise<void>) => {
+    await gateway.close();
+    await whileDown();
+    gateway = await startGateway(t, url, { port });
+  };
+  // Down before any transaction arrived: it resumes from where it started.
+  await restart(() => write(1, 5));
+  await write(6, 10);
+  await until(10);
+  // Down after some: it resumes from the last one.
+  await restart(() => write(11, 15));
+  await write(16, 20);
+  await until(20);
   await delay(200);
   stop.abort();
   await reading;
   assert.deepEqual(
     ids,
-    Array.from({ length: 15 }, (_, i) => i + 1),
+    Array.from({ length: 20 }, (_, i) => i + 1),
   );
 });

@@ -128,8 +128,16 @@ export async function* resumingSubscription(
             if (position === partsOf.position && part <= partsOf.last) continue;
             partsOf = { position, last: part };
           }
-          if (part === 0 || lastPart) from = position;
-        } else if (event.case === "schemaChange") {
+          if (part === 0 || lastPart) {
+            from = position;
+            partsOf = { position: "", last: 0 };
+          }
+        } else if (
+          event.case === "schemaChange" ||
+          (event.case === "heartbeat" && partsOf.position === "")
+        ) {
+          // A heartbeat's position too (the stream's start, or past
+          // transactions of other tables), unless a transaction is half out.
           from = event.value.position;
         }
         yield message;

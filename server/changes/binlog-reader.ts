@@ -155,7 +155,10 @@ export interface BinlogTransaction {
  * (`CREATE TABLE ... SELECT` logs its CREATE so).
  */
 export interface BinlogDdl {
-  /** The position after the statement's group (see BinlogTransaction). */
+  /**
+   * The position after the statement's group (see BinlogTransaction); for a
+   * statement in a group that also changed rows, the position before it.
+   */
   readonly position: string;
   readonly gtid: string;
   readonly commitTime: Date;
@@ -487,7 +490,8 @@ export function createBinlogReader(options: BinlogReaderOptions): BinlogReader {
   function connect(): void {
     clearTimeout(restartTimer);
     restartTimer = undefined;
-    if (stopped || stream !== undefined) return;
+    // While held, reading waits; the handlers' catching up connects again.
+    if (stopped || held || stream !== undefined) return;
     const mine = ++generation;
     open(mine).catch((err: unknown) => {
       if (mine === generation) interrupt(streamError(err));
@@ -524,7 +528,6 @@ export function createBinlogReader(options: BinlogReaderOptions): BinlogReader {
     });
     if (current.connection !== null) {
       countPauses(current.connection);
-      if (held) current.connection.pause();
     }
     // start() has just created the binlog connection and queues its own
     // queries on it after a round trip on the control connection, so this
@@ -738,9 +741,14 @@ export function createBinlogReader(options: BinlogReaderOptions): BinlogReader {
     try {
       while (!closed && queue.length > 0) {
         const item = queue[0] as Delivery;
+        // Statements of a group that also changed rows (CREATE ... SELECT)
+        // carry the position before the group: resuming from it must not
+        // skip the group's rows, delivered after them.
+        const ddlPosition = item.changes.length > 0 ? delivered : item.position;
         for (const { database, sql } of item.statements) {
-          const { position, gtid, commitTime } = item;
-          const pending = options.onDdl?.({ position, gtid, commitTime, database, sql });
+          const { gtid, commitTime } = item;
+          const ddl = { position: ddlPosition, gtid, commitTime, database, sql };
+          const pending = options.onDdl?.(ddl);
           if (pending !== undefined) await pending;
         }
         if (item.changes.length > 0) {
@@ -755,7 +763,8 @@ export function createBinlogReader(options: BinlogReaderOptions): BinlogReader {
           held = false;
           // Silence while held was ours, not the server's.
           lastEventAt = performance.now();
-          stream?.connection?.resume();
+          if (stream === undefined) connect();
+          else stream.connection?.resume();
         }
       }
     } catch (err) {

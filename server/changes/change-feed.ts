@@ -22,7 +22,7 @@ import {
 } from "./binlog-reader.js";
 import { type BinlogQuery, checkBinlogPosition, checkBinlogSettings } from "./binlog-settings.js";
 import { type FeedMessage, SharedTransaction, transactionSlices } from "./change-messages.js";
-import type { TableFilter } from "./table-filter.js";
+import { isShownSchemaChange, type TableFilter } from "./table-filter.js";
 
 export interface SubscribeOptions {
   readonly tables: TableFilter;
@@ -157,16 +157,14 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
           return pushAll(source, (s) => messagesOf(s, shared), tx.position);
         },
         onDdl(ddl: BinlogDdl) {
+          const shown = isShownSchemaChange(ddl.database, ddl.sql) && !isInternalDdl(ddl.sql);
           const message: FeedMessage = {
             case: "schemaChange",
             value: { position: ddl.position, database: ddl.database, sql: ddl.sql },
           };
           return pushAll(
             source,
-            (s) =>
-              s.options.tables.followsDatabase(ddl.database) && !isInternalDdl(ddl.sql)
-                ? [message]
-                : [],
+            (s) => (shown && s.options.tables.followsDatabase(ddl.database) ? [message] : []),
             ddl.position,
           );
         },
@@ -227,10 +225,16 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
         onRoom: undefined,
         follows: followsTables(subscription.tables),
       };
+      // Joining a reader already under way: it starts after what that reader passed.
+      if (subscriber.delivered === "") subscriber.delivered = source.position;
       source.subscribers.add(subscriber);
       try {
-        await source.reader.ready();
+        await untilReadyOrAborted(source.reader, subscription.signal);
         if (subscriber.delivered === "") subscriber.delivered = source.reader.position();
+        // A subscriber from now learns at once where it starts.
+        if (subscription.from === "" && !subscription.signal.aborted) {
+          yield { case: "heartbeat", value: { position: subscriber.delivered } };
+        }
         while (!subscription.signal.aborted) {
           const next = subscriber.queue.shift();
           if (
@@ -259,7 +263,10 @@ export function createChangeFeed(options: ChangeFeedOptions): ChangeFeed {
             subscriber.wake = done;
             subscription.signal.addEventListener("abort", done, { once: true });
           });
-          if (!woken) {
+          if (!woken && subscriber.queue.length === 0) {
+            // Nothing waits for this subscriber: it stands where its reader
+            // is, past transactions that had nothing for it.
+            if (source.position !== "") subscriber.delivered = source.position;
             yield { case: "heartbeat", value: { position: subscriber.delivered } };
           }
         }
@@ -299,4 +306,26 @@ function followsTables(tables: TableFilter): (database: string, table: string) =
     }
     return answer;
   };
+}
+
+/**
+ * Waits for `reader` to be reading, or for `signal`: a subscriber that gives
+ * up while its reader cannot connect must not wait for it forever.
+ */
+function untilReadyOrAborted(reader: BinlogReader, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const done = () => resolve();
+    signal.addEventListener("abort", done, { once: true });
+    reader.ready().then(
+      () => {
+        signal.removeEventListener("abort", done);
+        resolve();
+      },
+      (err: unknown) => {
+        signal.removeEventListener("abort", done);
+        reject(err);
+      },
+    );
+  });
 }

@@ -80,10 +80,11 @@ export class SharedTransaction {
     const key = `${slice.includeBefore ? 1 : 0}:${slice.part}:${which}`;
     let data = this.encoded.get(key);
     if (data === undefined) {
-      writer.fork();
-      writeTransaction(writer, slice);
-      writer.join();
-      data = writer.finish();
+      data = encodeWith((w) => {
+        w.fork();
+        writeTransaction(w, slice);
+        w.join();
+      });
       this.encoded.set(key, data);
     }
     return data;
@@ -153,8 +154,18 @@ export function transactionMessage(slice: TransactionSlice): TransactionMessage 
 
 /** A slice in protobuf wire format: a `sqlgate.v1.Transaction`. */
 export function transactionBytes(slice: TransactionSlice): Uint8Array {
-  writeTransaction(writer, slice);
-  return writer.finish();
+  return encodeWith((w) => writeTransaction(w, slice));
+}
+
+/** What `write` writes with the shared writer, which a failure leaves empty for the next. */
+function encodeWith(write: (w: WireWriter) => void): Uint8Array {
+  try {
+    write(writer);
+    return writer.finish();
+  } catch (err) {
+    writer.reset();
+    throw err;
+  }
 }
 
 /**

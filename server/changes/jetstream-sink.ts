@@ -39,8 +39,13 @@ import {
   type BinlogTransaction,
   createBinlogReader,
 } from "./binlog-reader.js";
-import { SharedTransaction, transactionBytes, transactionSlices } from "./change-messages.js";
-import type { TableFilter } from "./table-filter.js";
+import {
+  SharedTransaction,
+  type TransactionSlice,
+  transactionBytes,
+  transactionSlices,
+} from "./change-messages.js";
+import { isShownSchemaChange, type TableFilter } from "./table-filter.js";
 
 export interface ChangeSinkOptions {
   readonly config: ChangeSinkConfig;
@@ -81,6 +86,17 @@ const saveEveryMs = 200;
 const lockWaitSeconds = 1;
 /** How often the lock session is checked while publishing. */
 const lockCheckMs = 1000;
+/** The lock session's wait_timeout (see lead()). */
+const lockSessionTimeoutSeconds = 10;
+/**
+ * With nothing in flight, how often a position past transactions that had
+ * nothing to publish is saved (each save is a transaction of its own in the
+ * binlog, so not more often): a quiet sink must not resume from a position
+ * the binlog has purged meanwhile.
+ */
+const saveIdleEveryMs = 60_000;
+/** Room left in a message for its headers and framing, below NATS's max_payload. */
+const headroomBytes = 8 * 1024;
 
 /** `name` usable as one token of a NATS subject. */
 export function subjectToken(name: string): string {
@@ -116,6 +132,10 @@ export function startChangeSink(options: ChangeSinkOptions): ChangeSink {
     const lock = await mysql.createConnection({ ...options.connection, multipleStatements: false });
     const lost = new AbortController();
     lock.on("error", () => lost.abort());
+    // The lock goes with this session. MySQL ends a session idle this long,
+    // so a host that vanished (no FIN) frees it in seconds, not wait_timeout's
+    // hours; the live holder pings every second, a waiting one asks every second.
+    await lock.query(`SET SESSION wait_timeout = ${lockSessionTimeoutSeconds}`);
     let nc: NatsConnection | undefined;
     let reader: BinlogReader | undefined;
     let checker: NodeJS.Timeout | undefined;
@@ -170,7 +190,7 @@ export function startChangeSink(options: ChangeSinkOptions): ChangeSink {
       leader = true;
       logger.info({ stream: config.stream, position }, "change sink: publishing to JetStream");
 
-      const publisher = createPublisher(js, saved);
+      const publisher = createPublisher(js, saved, nc.info?.max_payload ?? 1024 * 1024);
       const failed = new Promise<never>((_, reject) => {
         publisher.onFailure = reject;
       });
@@ -187,12 +207,18 @@ export function startChangeSink(options: ChangeSinkOptions): ChangeSink {
           else logger.warn({ error: err.message }, "change sink: binlog reader reconnecting");
         },
       });
+      let savedAt = performance.now();
       saver = setInterval(() => {
-        const acked = publisher.acknowledged();
-        if (acked === saved) return;
-        savePosition(lock, acked).then(
+        let at = publisher.acknowledged();
+        if (at === saved) {
+          if (!publisher.idle() || performance.now() - savedAt < saveIdleEveryMs) return;
+          at = reader?.position() ?? "";
+          if (at === "" || at === saved) return;
+        }
+        savedAt = performance.now();
+        savePosition(lock, at).then(
           () => {
-            saved = acked;
+            saved = at;
           },
           () => lost.abort(),
         );
@@ -233,7 +259,7 @@ export function startChangeSink(options: ChangeSinkOptions): ChangeSink {
   };
 
   /** Publishes in commit order with many acks outstanding; knows which prefix is acknowledged. */
-  const createPublisher = (js: JetStreamClient, from: string) => {
+  const createPublisher = (js: JetStreamClient, from: string, maxPayload: number) => {
     /** Transactions published, oldest first, until all their messages are acknowledged. */
     const pending: { readonly position: string; readonly acks: Promise<unknown> }[] = [];
     let acknowledged = from;
@@ -244,6 +270,11 @@ export function startChangeSink(options: ChangeSinkOptions): ChangeSink {
       /** The position of the last transaction acknowledged with all before it. */
       acknowledged(): string {
         return acknowledged;
+      },
+
+      /** Whether nothing published awaits its acknowledgement. */
+      idle(): boolean {
+        return pending.length === 0;
       },
 
       async settled(): Promise<void> {
@@ -268,7 +299,7 @@ export function startChangeSink(options: ChangeSinkOptions): ChangeSink {
         const shared = new SharedTransaction(tx);
         const acks: Promise<unknown>[] = [];
         for (const [key, changes] of byTable) {
-          for (const slice of transactionSlices(shared, changes, true, maxChangesPerMessage)) {
+          for (const slice of sizedSlices(shared, key, changes, maxPayload - headroomBytes)) {
             acks.push(
               send(
                 `sqlgate.changes.${key}`,
@@ -283,7 +314,13 @@ export function startChangeSink(options: ChangeSinkOptions): ChangeSink {
       },
 
       ddl(ddl: BinlogDdl): Promise<void> | undefined {
-        if (!options.tables.followsDatabase(ddl.database) || isInternalDdl(ddl.sql)) return;
+        if (
+          !isShownSchemaChange(ddl.database, ddl.sql) ||
+          !options.tables.followsDatabase(ddl.database) ||
+          isInternalDdl(ddl.sql)
+        ) {
+          return;
+        }
         const message = create(SchemaChangeSchema, {
           position: ddl.position,
           database: ddl.database,
@@ -298,6 +335,56 @@ export function startChangeSink(options: ChangeSinkOptions): ChangeSink {
           ),
         ]);
       },
+    };
+
+    /**
+     * `changes` of one table in parts of at most 1000 changes and `budget`
+     * bytes each. A single change over the budget cannot be published: it is
+     * logged as an error and left out, rather than stopping the sink for good.
+     */
+    const sizedSlices = (
+      shared: SharedTransaction,
+      key: string,
+      changes: readonly number[],
+      budget: number,
+    ): TransactionSlice[] => {
+      const whole = transactionSlices(shared, changes, true, maxChangesPerMessage);
+      const sizeOf = (slice: TransactionSlice) => transactionBytes(slice).byteLength;
+      if (whole.every((slice) => sizeOf(slice) <= budget)) return whole;
+      const groups: number[][] = [];
+      let group: number[] = [];
+      let size = 0;
+      for (const i of changes) {
+        const one = sizeOf({
+          tx: shared,
+          changes: [i],
+          includeBefore: true,
+          part: 0,
+          lastPart: false,
+        });
+        if (one > budget) {
+          logger.error(
+            { position: shared.position, table: key, bytes: one, maxPayload },
+            "change sink: a row change is larger than NATS's max_payload and is not published",
+          );
+          continue;
+        }
+        if (group.length > 0 && (size + one > budget || group.length >= maxChangesPerMessage)) {
+          groups.push(group);
+          group = [];
+          size = 0;
+        }
+        group.push(i);
+        size += one;
+      }
+      if (group.length > 0) groups.push(group);
+      return groups.map((indexes, n) => ({
+        tx: shared,
+        changes: indexes,
+        includeBefore: true,
+        part: groups.length === 1 ? 0 : n + 1,
+        lastPart: groups.length > 1 && n === groups.length - 1,
+      }));
     };
 
     const send = (subject: string, id: string, at: string, data: Uint8Array) => {

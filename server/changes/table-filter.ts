@@ -44,3 +44,16 @@ export function tableFilter(
     followsDatabase: (db) => wanted.some((w) => w.db === "*" || w.db === db),
   };
 }
+
+/** Statements about accounts and privileges: never in a change stream (they may hold password hashes). */
+const accountStatement =
+  /^\s*(?:(?:CREATE|ALTER|DROP|RENAME)\s+(?:USER|ROLE)\b|GRANT\b|REVOKE\b|SET\s+(?:PASSWORD|DEFAULT\s+ROLE)\b)/i;
+
+/**
+ * Whether a schema change may go to subscribers at all: it ran in a
+ * database (a statement is attributed to its session's default database;
+ * one run without any is not shown), and is not about accounts.
+ */
+export function isShownSchemaChange(database: string, sql: string): boolean {
+  return database !== "" && !accountStatement.test(sql);
+}

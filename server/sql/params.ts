@@ -82,7 +82,14 @@ function fromJsonValue(v: JsonValueMessage): unknown {
       return kind.value;
     case "structValue":
     case "listValue":
-      return JSON.stringify(toJson(ValueSchema, v));
+      try {
+        return JSON.stringify(toJson(ValueSchema, v));
+      } catch (err) {
+        // A binary request can carry NaN or Infinity inside, which JSON cannot spell.
+        throw invalid(
+          `a parameter's JSON document: ${err instanceof Error ? err.message : String(err)}`,
+        );
+      }
     default:
       return null;
   }

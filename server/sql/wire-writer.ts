@@ -131,9 +131,14 @@ export class WireWriter {
   finish(): Uint8Array {
     const out = new Uint8Array(this.pos);
     out.set(this.buf.subarray(0, this.pos));
+    this.reset();
+    return out;
+  }
+
+  /** Drops what was written (after a failure half way through a message). */
+  reset(): void {
     this.pos = 0;
     this.forks.length = 0;
-    return out;
   }
 
   private ensure(more: number): void {
