@@ -5,6 +5,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { setMaxListeners } from "node:events";
+import { setTimeout as delay } from "node:timers/promises";
 import { type App, buildApp } from "./app.js";
 import { createCredentialStore, readCredentialsFile } from "./auth/credentials.js";
 import { createChangeFeed } from "./changes/change-feed.js";
@@ -24,7 +25,7 @@ import type { GatewayCore, Scope } from "./services/context-values.js";
 import { createSessionRegistry } from "./sessions/session-registry.js";
 import { createTokenCodec } from "./sessions/session-token.js";
 import { createSqlExecutor } from "./sql/sql-executor.js";
-import type { TlsOptions } from "./transport/one-port.js";
+import type { OnePortServer, TlsOptions } from "./transport/one-port.js";
 
 export interface Gateway {
   readonly app: App;
@@ -55,6 +56,9 @@ export interface GatewayOptions {
   readonly logger: Logger;
   readonly tls?: TlsOptions | undefined;
 }
+
+/** After the grace period, how long fastify's close may take once every connection is cut. */
+const cutWaitMs = 1000;
 
 /** At shutdown, how long the ingest log may take to reach MySQL; the rest waits for the next start. */
 const ingestDrainMs = 10_000;
@@ -207,13 +211,21 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
         // In-flight calls get the grace period; then what is left is cut off
         // by closing the pools, after ingest is flushed.
         let timer: NodeJS.Timeout | undefined;
-        await Promise.race([
-          app.close(),
-          new Promise((resolve) => {
-            timer = setTimeout(resolve, config.shutdown.graceMs);
+        const closed = app.close();
+        const graceOver = await Promise.race([
+          closed.then(() => false),
+          new Promise<boolean>((resolve) => {
+            timer = setTimeout(() => resolve(true), config.shutdown.graceMs);
           }),
         ]);
         clearTimeout(timer);
+        if (graceOver) {
+          // What is still open is cut. A handler still waiting to write to a
+          // stream cut under it never returns, so fastify's close is given
+          // only a moment more.
+          (app.server as unknown as OnePortServer).destroyConnections();
+          await Promise.race([closed, delay(cutWaitMs)]);
+        }
       } finally {
         try {
           await Promise.all([

@@ -402,6 +402,19 @@ describe("change streams", () => {
   });
 });
 
+test("a stream whose client never reads does not keep the gateway open past its grace period", async (t) => {
+  const db = await createTestDatabase(t);
+  const gateway = await startGateway({ after() {} }, db.url, {
+    env: { SQLGATE_SHUTDOWN_GRACE_MS: "300" },
+  });
+  const stalled = await stalledSubscriber(gateway, ["*"]);
+  t.after(() => stalled.close());
+  const closed = gateway.close().then(() => "closed");
+  const stuck = new Promise((resolve) => setTimeout(() => resolve("still open"), 10_000).unref());
+  assert.equal(await Promise.race([closed, stuck]), "closed");
+  assert.equal(gateway.app.server.listening, false);
+});
+
 test("a server without a binary log: failed_precondition naming the setting", async (t) => {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), "sqlgate-nobinlog-"));
   t.after(() => rmSync(dataDir, { recursive: true, force: true }));

@@ -36,14 +36,17 @@ function accessOf(scope: Scope): TableAccess {
 }
 
 /**
- * `messages` with the changes of tables `access` may not read left out; a
- * transaction left with nothing is not sent (a part always is, so that the
- * parts still end with the last).
+ * `messages` with the changes of tables `access` may not read left out. A
+ * transaction left with nothing is not sent; nor is such a part of a large
+ * one, unless it is the last part after others were sent (the parts keep
+ * their numbers, so a credential may see 1 and 3 of a transaction).
  */
 async function* readableOnly(
   messages: AsyncGenerator<FeedMessage>,
   access: TableAccess,
 ): AsyncGenerator<FeedMessage> {
+  /** The large transaction some of whose parts were sent. */
+  let partsSentOf = "";
   for await (const message of messages) {
     // A statement's tables are not checked against the account: such a
     // credential gets no schema changes (their SQL may name other tables).
@@ -60,7 +63,12 @@ async function* readableOnly(
         changes.push(i);
       }
     }
-    if (changes.length === 0 && slice.part === 0) continue;
+    if (changes.length === 0) {
+      const closesParts = slice.lastPart && partsSentOf === slice.tx.position;
+      if (!closesParts) continue;
+    } else if (slice.part > 0) {
+      partsSentOf = slice.tx.position;
+    }
     yield { case: "transaction", value: { ...slice, changes } };
   }
 }

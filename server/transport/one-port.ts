@@ -76,6 +76,12 @@ function jittered(ms: number): number {
 export interface OnePortServer extends net.Server {
   closeIdleConnections(): void;
   closeHttp2Sessions(): void;
+  /**
+   * Cuts every connection still open (after the shutdown grace period):
+   * calls whose clients never read their end, or never hang up, must not
+   * keep the process alive.
+   */
+  destroyConnections(): void;
 }
 
 const preface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
@@ -145,6 +151,7 @@ export function createOnePortServer(
 
   let server: net.Server;
   let closeIdleHttp1: () => void;
+  let destroyHttp1: () => void;
   let stopHttp1 = () => {};
 
   if (options.tls === undefined) {
@@ -156,6 +163,7 @@ export function createOnePortServer(
     const h2 = http2.createServer({ settings: http2Settings(options) }, handler);
     h2.on("session", trackSession);
     closeIdleHttp1 = () => h1.closeIdleConnections();
+    destroyHttp1 = () => h1.closeAllConnections();
     stopHttp1 = () => h1.close();
     server = net.createServer((socket) => sniff(socket, h1, h2, sniffing));
   } else {
@@ -177,6 +185,9 @@ export function createOnePortServer(
     closeIdleHttp1 = () => {
       for (const [socket, active] of http1Sockets) if (active === 0) socket.end();
     };
+    destroyHttp1 = () => {
+      for (const socket of http1Sockets.keys()) socket.destroy();
+    };
     server = secure;
   }
 
@@ -185,6 +196,11 @@ export function createOnePortServer(
   };
   const onePort = server as OnePortServer;
   onePort.closeHttp2Sessions = closeHttp2Sessions;
+  onePort.destroyConnections = () => {
+    for (const socket of sniffing) socket.destroy();
+    for (const session of sessions) session.destroy();
+    destroyHttp1();
+  };
   onePort.closeIdleConnections = () => {
     closing = true;
     for (const socket of sniffing) socket.destroy();
