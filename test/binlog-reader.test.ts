@@ -28,6 +28,7 @@ import {
 } from "../server/changes/binlog-settings.js";
 import { type EmbeddedMysql, startEmbeddedMysql } from "../server/devdb/embedded-mysql.js";
 import { allBytes } from "./support/golden.js";
+import { restartEmbedded } from "./support/mysql.js";
 
 const database = "cdc";
 const replicationUser = { user: "cdc_reader", password: "cdc-reader-secret" };
@@ -365,14 +366,7 @@ test("a frozen and a restarted server lose and duplicate nothing", async (t) => 
   await until("writes after the freeze", () => attempted > 60 && received().length >= 40);
 
   // Restarted on the same port and files while the writer goes on.
-  await server.stop();
-  await delay(300);
-  server = await startEmbeddedMysql({
-    dataDir,
-    database,
-    port: server.port,
-    serverArgs: binlogServerArgs,
-  });
+  server = await restartEmbedded(server, { dataDir, database, serverArgs: binlogServerArgs });
   const restartedAt = attempted;
   const idOf = (tx: BinlogTransaction) => tx.changes[0]?.after?.[0] as number;
   await until(

@@ -16,6 +16,7 @@ import { ChangeService, type Transaction } from "../gen/sqlgate/v1/changes_pb.js
 import { binlogServerArgs } from "../server/changes/binlog-settings.js";
 import { startEmbeddedMysql } from "../server/devdb/embedded-mysql.js";
 import { startGateway } from "./support/gateway.js";
+import { restartEmbedded } from "./support/mysql.js";
 
 test("a MariaDB restart mid-stream loses and duplicates nothing", async (t) => {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), "sqlgate-cdc-restart-"));
@@ -66,14 +67,7 @@ test("a MariaDB restart mid-stream loses and duplicates nothing", async (t) => {
     }
   };
   await until("writes before the restart", () => received.length >= 30);
-  await server.stop();
-  await delay(300);
-  server = await startEmbeddedMysql({
-    dataDir,
-    database,
-    port: server.port,
-    serverArgs: binlogServerArgs,
-  });
+  server = await restartEmbedded(server, { dataDir, database, serverArgs: binlogServerArgs });
   const restartedAt = attempted;
   const idOf = (tx: Transaction) => tx.changes[0]?.after?.values[0]?.kind.value;
   await until("writes after the restart", () =>

@@ -249,9 +249,11 @@ export function createChangesClient(
                   };
                   break;
                 }
-                case "schemaChange":
-                  yield { type: "schema", ...pickSchema(event.value) };
+                case "schemaChange": {
+                  const { position, database, sql } = event.value;
+                  yield { type: "schema", position, database, sql };
                   break;
+                }
                 case "heartbeat":
                   yield { type: "heartbeat", position: event.value.position };
                   break;
@@ -264,8 +266,4 @@ export function createChangesClient(
       };
     },
   };
-}
-
-function pickSchema(value: { position: string; database: string; sql: string }) {
-  return { position: value.position, database: value.database, sql: value.sql };
 }

@@ -99,7 +99,7 @@ const saveIdleEveryMs = 60_000;
 const headroomBytes = 8 * 1024;
 
 /** `name` usable as one token of a NATS subject. */
-export function subjectToken(name: string): string {
+function subjectToken(name: string): string {
   return name.replace(
     /[%.*>\s]/gu,
     (c) => `%${c.codePointAt(0)?.toString(16).padStart(2, "0").toUpperCase()}`,
@@ -299,14 +299,14 @@ export function startChangeSink(options: ChangeSinkOptions): ChangeSink {
         const shared = new SharedTransaction(tx);
         const acks: Promise<unknown>[] = [];
         for (const [key, changes] of byTable) {
-          for (const slice of sizedSlices(shared, key, changes, maxPayload - headroomBytes)) {
+          for (const { part, bytes } of sizedParts(
+            shared,
+            key,
+            changes,
+            maxPayload - headroomBytes,
+          )) {
             acks.push(
-              send(
-                `sqlgate.changes.${key}`,
-                `${tx.position}/${key}/${slice.part}`,
-                tx.position,
-                transactionBytes(slice),
-              ),
+              send(`sqlgate.changes.${key}`, `${tx.position}/${key}/${part}`, tx.position, bytes),
             );
           }
         }
@@ -338,30 +338,32 @@ export function startChangeSink(options: ChangeSinkOptions): ChangeSink {
     };
 
     /**
-     * `changes` of one table in parts of at most 1000 changes and `budget`
-     * bytes each. A single change over the budget cannot be published: it is
-     * logged as an error and left out, rather than stopping the sink for good.
+     * `changes` of one table, encoded, in parts of at most 1000 changes and
+     * `budget` bytes each. A single change over the budget cannot be
+     * published: it is logged as an error and left out, rather than
+     * stopping the sink for good.
      */
-    const sizedSlices = (
+    const sizedParts = (
       shared: SharedTransaction,
       key: string,
       changes: readonly number[],
       budget: number,
-    ): TransactionSlice[] => {
-      const whole = transactionSlices(shared, changes, true, maxChangesPerMessage);
-      const sizeOf = (slice: TransactionSlice) => transactionBytes(slice).byteLength;
-      if (whole.every((slice) => sizeOf(slice) <= budget)) return whole;
+    ): { readonly part: number; readonly bytes: Uint8Array }[] => {
+      const encode = (slices: readonly TransactionSlice[]) =>
+        slices.map((slice) => ({ part: slice.part, bytes: transactionBytes(slice) }));
+      const whole = encode(transactionSlices(shared, changes, true, maxChangesPerMessage));
+      if (whole.every(({ bytes }) => bytes.byteLength <= budget)) return whole;
       const groups: number[][] = [];
       let group: number[] = [];
       let size = 0;
       for (const i of changes) {
-        const one = sizeOf({
+        const one = transactionBytes({
           tx: shared,
           changes: [i],
           includeBefore: true,
           part: 0,
           lastPart: false,
-        });
+        }).byteLength;
         if (one > budget) {
           logger.error(
             { position: shared.position, table: key, bytes: one, maxPayload },
@@ -378,13 +380,15 @@ export function startChangeSink(options: ChangeSinkOptions): ChangeSink {
         size += one;
       }
       if (group.length > 0) groups.push(group);
-      return groups.map((indexes, n) => ({
-        tx: shared,
-        changes: indexes,
-        includeBefore: true,
-        part: groups.length === 1 ? 0 : n + 1,
-        lastPart: groups.length > 1 && n === groups.length - 1,
-      }));
+      return encode(
+        groups.map((indexes, n) => ({
+          tx: shared,
+          changes: indexes,
+          includeBefore: true,
+          part: groups.length === 1 ? 0 : n + 1,
+          lastPart: groups.length > 1 && n === groups.length - 1,
+        })),
+      );
     };
 
     const send = (subject: string, id: string, at: string, data: Uint8Array) => {

@@ -4,7 +4,13 @@
  */
 import { randomBytes } from "node:crypto";
 import type { TestContext } from "node:test";
+import { setTimeout as delay } from "node:timers/promises";
 import mysql from "mysql2/promise";
+import {
+  type EmbeddedMysql,
+  type EmbeddedMysqlOptions,
+  startEmbeddedMysql,
+} from "../../server/devdb/embedded-mysql.js";
 
 /** The server-wide URL that scripts/run-tests.ts exports. */
 export function serverUrl(): string {
@@ -88,4 +94,18 @@ export async function waitForLockWait(admin: mysql.Connection, withinMs = 5000):
     if (Date.now() > until) throw new Error("no transaction came to wait for a lock");
     await new Promise((r) => setTimeout(r, 250));
   }
+}
+
+/**
+ * Stops a private server and starts it again on the same files and port
+ * (`options` as it was started with), as a MySQL restart under a client.
+ */
+export async function restartEmbedded(
+  server: EmbeddedMysql,
+  options: EmbeddedMysqlOptions,
+): Promise<EmbeddedMysql> {
+  await server.stop();
+  // A moment for the port to be free again.
+  await delay(300);
+  return startEmbeddedMysql({ ...options, port: server.port });
 }
