@@ -15,8 +15,14 @@
  * "--cpu-prof --cpu-prof-dir=/tmp/prof"). Prints a markdown table and writes it
  * to bench/out/point-query.md.
  */
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Client as PlanetScaleClient } from "@planetscale/database";
 import mysql from "mysql2/promise";
+import {
+  DatabaseService,
+  ExecuteRequestSchema,
+  ExecuteResponseSchema,
+} from "../gen/sqlgate/v1/database_pb.js";
 import { startGatewayProcess } from "./support/gateway-process.js";
 import {
   gatewayClient,
@@ -28,6 +34,7 @@ import {
   startBenchDatabase,
   writeReport,
 } from "./support/harness.js";
+import { createLeanUnaryClient } from "./support/lean-h2-client.js";
 import { type LoadResult, median, percentile, runLoad } from "./support/load.js";
 import { ownCpuMicros, processCpuMicros } from "./support/proc-cpu.js";
 
@@ -39,6 +46,7 @@ const poolSize = Math.round(setting("BENCH_POOL_SIZE", 16));
 const rowCount = Math.round(setting("BENCH_ROWS", 10_000));
 const callersList = (process.env.BENCH_CALLERS || "1,64").split(",").map(Number);
 const gatewayNodeArgs = (process.env.BENCH_GATEWAY_NODE_ARGS ?? "").split(" ").filter(Boolean);
+const targetFilter = (process.env.BENCH_TARGETS ?? "").split(",").filter(Boolean);
 const sql = "SELECT id, name, price, created FROM bench_items WHERE id = ?";
 const randomId = () => 1 + Math.floor(Math.random() * rowCount);
 
@@ -99,9 +107,28 @@ async function main(): Promise<void> {
     url: gateway.baseUrl.replace("http://", "http://bench:bench@"),
   });
 
-  const targets: Target[] = [
-    { name: "direct mysql2", op: () => direct.execute(sql, [randomId()]) },
+  const lean = createLeanUnaryClient(gateway.baseUrl, 1);
+  const executePath = `/${DatabaseService.typeName}/${DatabaseService.method.execute.name}`;
+  const leanExecute = async (id: number) =>
+    fromBinary(
+      ExecuteResponseSchema,
+      await lean.call(
+        0,
+        executePath,
+        toBinary(
+          ExecuteRequestSchema,
+          create(ExecuteRequestSchema, {
+            sql,
+            typedParams: [{ kind: { case: "int64Value", value: BigInt(id) } }],
+          }),
+        ),
+      ),
+    );
+
+  const allTargets: (Target & { readonly id: string })[] = [
+    { id: "direct", name: "direct mysql2", op: () => direct.execute(sql, [randomId()]) },
     {
+      id: "connect",
       name: "gateway, Connect binary h2c",
       op: () =>
         client.execute({
@@ -110,10 +137,19 @@ async function main(): Promise<void> {
         }),
     },
     {
+      id: "lean",
+      name: "gateway, Connect binary h2c (lean h2 client)",
+      op: () => leanExecute(randomId()),
+    },
+    {
+      id: "planetscale",
       name: "PlanetScale API, @planetscale/database (fetch, HTTP/1.1)",
       op: () => planetscale.execute(sql, [randomId()]),
     },
   ];
+  const targets = allTargets.filter(
+    (t) => t.id === "direct" || targetFilter.length === 0 || targetFilter.includes(t.id),
+  );
 
   // Both paths must return the same row before anything is timed.
   const [check] = await direct.execute<mysql.RowDataPacket[]>(sql, [42]);
@@ -174,7 +210,7 @@ async function main(): Promise<void> {
     }
   }
 
-  const [directTarget, ...gatewayTargets] = targets as [Target, ...Target[]];
+  const [directTarget, ...gatewayTargets] = targets as readonly Target[] as [Target, ...Target[]];
   writeReport("point-query.md", report(samples, key, directTarget, gatewayTargets, serverVersion));
 }
 

@@ -18,7 +18,7 @@ import { createCallObserver } from "./observability/call-observer.js";
 import type { Logger } from "./observability/logger.js";
 import { type ChangeSinkCounters, createMetrics } from "./observability/metrics.js";
 import { kClientCertificateName, type PrincipalLimits } from "./principal.js";
-import { routes } from "./routes.js";
+import { fastUnaryMethods, routes } from "./routes.js";
 import { createCoreInjector, type GatewayCore } from "./services/context-values.js";
 import type { TokenCodec } from "./sessions/session-token.js";
 import { compressMinBytes } from "./transport/compression.js";
@@ -30,6 +30,7 @@ import {
   type TlsOptions,
 } from "./transport/one-port.js";
 import { psdbHttp } from "./transport/psdb-http.js";
+import { createUnaryFastPath, type UnaryFastPath } from "./transport/unary-fast-path.js";
 
 export interface AppOptions {
   readonly core: GatewayCore;
@@ -66,6 +67,22 @@ export interface AppOptions {
   readonly maxConcurrentStreams?: number;
   /** The browser console at `/console` (default: not served). */
   readonly console?: ConsoleConfig;
+  /**
+   * Execute and Write on the unary fast path (transport/unary-fast-path.ts);
+   * false sends them through the Connect router like every other call (tests
+   * compare the two).
+   */
+  readonly unaryFastPath?: boolean;
+}
+
+/** The request handler, asking the fast path first once it exists. */
+function withFastPath(
+  handler: RequestHandler,
+  fastPath: () => UnaryFastPath | undefined,
+): RequestHandler {
+  return (req, res) => {
+    if (fastPath()?.(req, res) !== true) handler(req, res);
+  };
 }
 
 /** Readiness waits this long for MySQL to answer a ping. */
@@ -74,6 +91,8 @@ const readinessTimeoutMs = 2000;
 export type App = FastifyInstance<Server, IncomingMessage, ServerResponse, Logger>;
 
 export async function buildApp(options: AppOptions): Promise<App> {
+  // Set below, once the interceptors exist; the server asks it first.
+  let fastPath: UnaryFastPath | undefined;
   const app = fastify({
     loggerInstance: options.logger,
     // No log line per request: it costs ~40 us a call (performance notes).
@@ -82,13 +101,16 @@ export async function buildApp(options: AppOptions): Promise<App> {
     // fastify's types expect a node:http server; ours serves both HTTP versions
     // through the same request handler, which fastify accepts at run time.
     serverFactory: (handler) =>
-      createOnePortServer(handler as RequestHandler, {
-        tls: options.tls,
-        maxConcurrentStreams: options.maxConcurrentStreams ?? 10_000,
-        keepAliveTimeoutMs: 65_000,
-        bodyTimeoutMs: options.limits.maxTimeoutMs,
-        ...options.connections,
-      }) as unknown as Server,
+      createOnePortServer(
+        withFastPath(handler as RequestHandler, () => fastPath),
+        {
+          tls: options.tls,
+          maxConcurrentStreams: options.maxConcurrentStreams ?? 10_000,
+          keepAliveTimeoutMs: 65_000,
+          bodyTimeoutMs: options.limits.maxTimeoutMs,
+          ...options.connections,
+        },
+      ) as unknown as Server,
   });
 
   // The verified client certificate (mTLS) reaches authentication as a context value.
@@ -111,21 +133,38 @@ export async function buildApp(options: AppOptions): Promise<App> {
     createForwarding({ ...options.cluster, codec: options.codec }),
     createCoreInjector(options.core),
   ];
+  const limits = {
+    readMaxBytes: options.limits.maxBodyBytes,
+    writeMaxBytes: options.limits.maxResponseBytes + 1024 * 1024,
+    maxTimeoutMs: options.limits.maxTimeoutMs,
+  };
+  // Connect ignores unknown JSON fields by default; for SQL a misspelt field
+  // (`"options":{"readonly":true}`) would silently drop a safeguard, so it is
+  // refused with `invalid_argument` instead.
+  const jsonOptions = { ignoreUnknownFields: false };
+  if (options.unaryFastPath !== false) {
+    fastPath = createUnaryFastPath({
+      methods: fastUnaryMethods,
+      interceptors,
+      contextValues: (req) =>
+        createContextValues().set(kClientCertificateName, clientCertificateName(req)),
+      ...limits,
+      compressMinBytes,
+      jsonOptions,
+      closing: () => options.core.closing.aborted,
+      taken: () => metrics.calls.fastPath(),
+    });
+  }
   await app.register(fastifyConnectPlugin, {
     routes,
     interceptors,
     contextValues,
     // Connect's defaults are ~4 GiB and no deadline cap; fastify's bodyLimit
     // does not apply to Connect routes.
-    readMaxBytes: options.limits.maxBodyBytes,
-    writeMaxBytes: options.limits.maxResponseBytes + 1024 * 1024,
-    maxTimeoutMs: options.limits.maxTimeoutMs,
+    ...limits,
     // Small responses go uncompressed (see compressMinBytes in transport/compression.ts).
     compressMinBytes,
-    // Connect ignores unknown JSON fields by default; for SQL a misspelt field
-    // (`"options":{"readonly":true}`) would silently drop a safeguard, so it is
-    // refused with `invalid_argument` instead.
-    jsonOptions: { ignoreUnknownFields: false },
+    jsonOptions,
   });
   await app.register(
     psdbHttp({
@@ -133,9 +172,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
       implementation: options.planetscale,
       interceptors,
       contextValues,
-      readMaxBytes: options.limits.maxBodyBytes,
-      writeMaxBytes: options.limits.maxResponseBytes + 1024 * 1024,
-      maxTimeoutMs: options.limits.maxTimeoutMs,
+      ...limits,
     }),
   );
 

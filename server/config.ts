@@ -174,6 +174,8 @@ export interface Config {
   readonly tls: TlsConfig | undefined;
   readonly log: LogConfig;
   readonly console: ConsoleConfig;
+  /** SQLGATE_UNARY_FAST_PATH: Execute and Write on the fast path (transport/unary-fast-path.ts). */
+  readonly unaryFastPath: boolean;
 }
 
 /** The browser console at `/console` (server/transport/console-route.ts). */
@@ -616,6 +618,12 @@ export const settings: readonly Setting[] = [
     description:
       "The browser SQL console at `/console`: `on`, `off`, or `auto` (on when SQLGATE_LISTEN is a loopback address). It signs in with the gateway's own credentials and makes ordinary API calls.",
   },
+  {
+    name: "SQLGATE_UNARY_FAST_PATH",
+    defaultValue: "true",
+    description:
+      "Serve Connect-protocol Execute and Write calls (POST, `application/proto` or `application/json`) on a hand-written path that answers exactly as the Connect router does at less than half its CPU per call; `false` routes them through Connect like every other call.",
+  },
 ];
 
 /** Thrown by `loadConfig` with every problem found, one per line. */
@@ -800,6 +808,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     console: {
       enabled: consoleMode === "on" || (consoleMode === "auto" && isLoopback(listen.host)),
     },
+    unaryFastPath: bool("SQLGATE_UNARY_FAST_PATH"),
   };
   if (config.mysql.connectTimeoutMs >= config.mysql.acquireTimeoutMs) {
     problems.push(

@@ -174,6 +174,7 @@ export async function createGateway(config: Config, options: GatewayOptions): Pr
     logger: options.logger,
     tls: options.tls,
     console: config.console,
+    unaryFastPath: config.unaryFastPath,
   });
   return {
     app,

@@ -47,6 +47,8 @@ export interface CallMetrics {
   record(method: string, code: string, seconds: number): void;
   /** A MySQL error a call ended with. */
   mysqlError(errno: number): void;
+  /** A call taken by the unary fast path (transport/unary-fast-path.ts). */
+  fastPath(): void;
 }
 
 export interface Metrics {
@@ -72,6 +74,11 @@ export function createMetrics(sources: MetricsSources): Metrics {
     help: "Call latency from the first byte handled to the response, by method.",
     labelNames: ["method"] as const,
     buckets: latencyBuckets,
+    registers: [registry],
+  });
+  const fastPathCalls = new Counter({
+    name: "sqlgate_unary_fast_path_calls_total",
+    help: "Calls answered on the unary fast path rather than through the Connect router (SQLGATE_UNARY_FAST_PATH).",
     registers: [registry],
   });
   const mysqlErrors = new Counter({
@@ -253,6 +260,9 @@ export function createMetrics(sources: MetricsSources): Metrics {
       },
       mysqlError(errno) {
         mysqlErrors.inc({ errno: String(errno) });
+      },
+      fastPath() {
+        fastPathCalls.inc();
       },
     },
   };

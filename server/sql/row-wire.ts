@@ -13,14 +13,15 @@
  * every client.
  */
 import type { UnknownField } from "@bufbuild/protobuf";
-import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { WireType } from "@bufbuild/protobuf/wire";
 import type { Value } from "../../gen/sqlgate/v1/value_pb.js";
+import { WireWriter } from "./wire-writer.js";
 
 /** `Row.values`. */
 const ROW_VALUES = 1;
 
 /** Writes one Value's fields (its oneof case) into `w`. */
-function writeKind(w: BinaryWriter, kind: Value["kind"]): void {
+export function writeKind(w: WireWriter, kind: Value["kind"]): void {
   switch (kind.case) {
     case "nullValue":
       w.tag(1, WireType.Varint).int32(kind.value);
@@ -59,7 +60,7 @@ function writeKind(w: BinaryWriter, kind: Value["kind"]): void {
 
 /** Accumulates rows as the wire form of a message's repeated `rows` field. */
 export class RowWireWriter {
-  private writer = new BinaryWriter();
+  private readonly writer = new WireWriter();
   private count = 0;
 
   constructor(private readonly rowsField: number) {}
@@ -89,7 +90,6 @@ export class RowWireWriter {
    */
   take(): UnknownField {
     const bytes = this.writer.finish();
-    this.writer = new BinaryWriter();
     this.count = 0;
     return { no: this.rowsField, wireType: WireType.LengthDelimited, data: bytes.subarray(1) };
   }
