@@ -13,6 +13,7 @@ import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect
 import mysql, { type RowDataPacket } from "mysql2/promise";
 import { DatabaseService } from "../../gen/sqlgate/v1/database_pb.js";
 import { type EmbeddedMysql, startEmbeddedMysql } from "../../server/devdb/embedded-mysql.js";
+import { median } from "./load.js";
 
 /** A number from the environment variable `name`, else `fallback`. */
 export function setting(name: string, fallback: number, min = Number.MIN_VALUE): number {
@@ -109,4 +110,32 @@ export function writeReport(fileName: string, markdown: string): void {
   mkdirSync(outDir, { recursive: true });
   writeFileSync(path.join(outDir, fileName), markdown);
   log(`written to ${path.join(outDir, fileName)}`);
+}
+
+/** One headline figure of a benchmark, for bench/RESULTS.md (see bench/report.ts). */
+export interface Figure {
+  /** The benchmark's section, e.g. "Point query". */
+  readonly benchmark: string;
+  /** What was measured, e.g. "Connect binary h2c, 64 callers: q/s ratio to direct". */
+  readonly name: string;
+  /** "x" for a ratio to direct mysql2, else the unit ("ms", "rows/s", "MB"). */
+  readonly unit: string;
+  /** The median over the runs, and the lowest and highest run. */
+  readonly median: number;
+  readonly min: number;
+  readonly max: number;
+  /** The goal from the design, if this figure has one. */
+  readonly goal?: { readonly op: ">=" | "<"; readonly value: number };
+}
+
+/** The median, lowest and highest of `values`, as a Figure's numbers. */
+export function spread(values: readonly number[]): Pick<Figure, "median" | "min" | "max"> {
+  return { median: median(values), min: Math.min(...values), max: Math.max(...values) };
+}
+
+/** Writes a benchmark's headline figures to bench/out/`fileName` (JSON). */
+export function writeFigures(fileName: string, figures: readonly Figure[]): void {
+  const outDir = fileURLToPath(new URL("../../../bench/out/", import.meta.url));
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(path.join(outDir, fileName), `${JSON.stringify(figures, null, 2)}\n`);
 }
