@@ -49,6 +49,7 @@ import {
   parseTimeout,
 } from "@connectrpc/connect/protocol-connect";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
+import { PlainHeaders } from "./plain-headers.js";
 
 type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
 type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
@@ -232,6 +233,8 @@ function handlerContext(
 ): HandlerContext {
   const due = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
   const binary = requestTypes.get(req.headers["content-type"] ?? "");
+  const responseHeader = new PlainHeaders();
+  responseHeader.set("content-type", binary ? contentTypeUnaryProto : contentTypeUnaryJson);
   return {
     method: route.spec.method,
     service: route.service,
@@ -240,28 +243,14 @@ function handlerContext(
     url: route.url,
     signal,
     timeoutMs: due === undefined ? noTimeout : () => due - Date.now(),
-    requestHeader: webHeaders(req.headers),
-    responseHeader: new Headers({
-      "content-type": binary ? contentTypeUnaryProto : contentTypeUnaryJson,
-    }),
-    responseTrailer: new Headers(),
+    requestHeader: PlainHeaders.fromNode(req.headers),
+    responseHeader,
+    responseTrailer: new PlainHeaders(),
     values: options.contextValues(req),
   };
 }
 
 const noTimeout = () => undefined;
-
-/** Node's request headers as a `Headers`, without HTTP/2's pseudo-headers (as Connect does). */
-function webHeaders(headers: http.IncomingHttpHeaders): Headers {
-  const out = new Headers();
-  for (const key in headers) {
-    if (key.charCodeAt(0) === 58 /* ":" */) continue;
-    const value = headers[key];
-    if (typeof value === "string") out.append(key, value);
-    else if (Array.isArray(value)) for (const v of value) out.append(key, v);
-  }
-  return out;
-}
 
 function headerOf(req: NodeRequest, name: string): string | null {
   const value = req.headers[name];
