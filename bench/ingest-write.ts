@@ -20,7 +20,7 @@
  * query: measured within noise of each other), BENCH_WARMUP_CALLS (20000 per
  * path), BENCH_WARMUP_SECONDS (30, the warm-up's cap), BENCH_VARIANTS (all: a
  * comma list of direct, committed, keyed, buffered, committed-lean,
- * keyed-lean, buffered-lean), BENCH_GATEWAY_NODE_ARGS, and
+ * keyed-lean, buffered-lean, committed-h2load), BENCH_GATEWAY_NODE_ARGS, and
  * any SQLGATE_INGEST_* (passed to the gateway, overriding the values chosen
  * here). Prints a markdown table and writes it to bench/out/ingest-write.md.
  */
@@ -34,6 +34,7 @@ import {
   WriteResponseSchema,
 } from "../gen/sqlgate/v1/ingest_pb.js";
 import { startGatewayProcess } from "./support/gateway-process.js";
+import { runH2load } from "./support/h2load.js";
 import {
   log,
   machineLine,
@@ -65,7 +66,7 @@ import {
   waitForRows,
 } from "./support/ingest.js";
 import { createLeanUnaryClient } from "./support/lean-h2-client.js";
-import { median, percentile, runLoad } from "./support/load.js";
+import { type LoadResult, median, percentile, runLoad } from "./support/load.js";
 import { type RssSampler, sampleRss } from "./support/proc-rss.js";
 
 const seconds = setting("BENCH_SECONDS", 5);
@@ -77,7 +78,7 @@ const warmupCalls = Math.round(setting("BENCH_WARMUP_CALLS", 20_000, 0));
 const warmupSeconds = setting("BENCH_WARMUP_SECONDS", 30, 0);
 const variants = (
   process.env.BENCH_VARIANTS ||
-  "direct,committed,keyed,buffered,committed-lean,keyed-lean,buffered-lean"
+  "direct,committed,keyed,buffered,committed-lean,keyed-lean,buffered-lean,committed-h2load"
 ).split(",");
 const gatewayNodeArgs = (process.env.BENCH_GATEWAY_NODE_ARGS ?? "").split(" ").filter(Boolean);
 const directMethod = process.env.BENCH_DIRECT_METHOD === "query" ? "query" : "execute";
@@ -103,6 +104,11 @@ interface Target {
   readonly variant: string;
   /** Writes one row, as caller `caller` (also the row's device). */
   readonly op: (caller: number) => Promise<void>;
+  /**
+   * Drives the whole load itself for `seconds` (h2load), counting its
+   * acknowledged calls in `ok`; without it `op` runs from `callers` loops.
+   */
+  readonly drive?: (seconds: number) => Promise<LoadResult>;
   /** Gateway batches as seen in MariaDB's counters; undefined for direct. */
   readonly batches?: (delta: StatusCounters) => number;
   /** BUFFERED: rows reach MySQL after their acknowledgement. */
@@ -260,6 +266,53 @@ async function main(): Promise<void> {
       buffered: true,
     });
   }
+  // h2load sends one fixed single-row Write (device 1) with 1,000 calls in
+  // flight over the same 4 HTTP/2 connections: the gateway's capacity with a
+  // load generator that costs ~10 us per call instead of ~100-350.
+  const fixedRow = toBinary(
+    WriteRequestSchema,
+    create(WriteRequestSchema, {
+      table: telemetryTable,
+      columns: telemetryColumns as string[],
+      rows: [
+        {
+          values: [
+            { kind: { case: "int64Value", value: 1n } },
+            { kind: { case: "temporalValue", value: datetimeText(Date.now()) } },
+            { kind: { case: "float64Value", value: 1.5 } },
+            { kind: { case: "stringValue", value: "ok" } },
+          ],
+        },
+      ],
+    }),
+  );
+  let h2loadRate = 0;
+  const h2loadCommitted: Target = add({
+    name: "gateway Write, COMMITTED (h2load)",
+    variant: "committed-h2load",
+    op: gatewayOp(() => h2loadCommitted, viaLean, Durability.COMMITTED, false),
+    drive: async (secs) => {
+      // Runs send a fixed number of calls, from the last rate seen, so that
+      // every call sent is counted (see H2loadOptions.requests).
+      const requests = h2loadRate > 0 ? Math.round(h2loadRate * secs) : undefined;
+      const result = await runH2load({
+        requests,
+        url: `${gateway.baseUrl}${writePath}`,
+        body: fixedRow,
+        headers: { "content-type": "application/proto" },
+        connections: sessions,
+        streams: Math.ceil(callers / sessions),
+        seconds: secs,
+      });
+      h2loadCommitted.ok += result.calls;
+      h2loadRate = result.rate;
+      if (result.failed > 0) {
+        recordError(h2loadCommitted.errors, new Error(`h2load: ${result.failed} calls failed`));
+      }
+      return result;
+    },
+    batches: (d) => d.comInsert,
+  });
   const targets = all;
   if (targets.length === 0) throw new Error(`BENCH_VARIANTS=${variants.join(",")} names none`);
 
@@ -278,7 +331,7 @@ async function main(): Promise<void> {
     let calls = 0;
     const until = performance.now() + warmupSeconds * 1000;
     while (calls < warmupCalls && performance.now() < until) {
-      const result = await runLoad(target.op, callers, 1);
+      const result = await (target.drive?.(1) ?? runLoad(target.op, callers, 1));
       calls += result.calls;
       rates.push(Math.round(result.rate));
     }
@@ -296,7 +349,7 @@ async function main(): Promise<void> {
       const counters = await statusCounters(admin);
       const cpuBefore = cpuSnapshot(gateway.pid, db.pid);
       rss.phase(target.name);
-      const result = await runLoad(target.op, callers, seconds);
+      const result = await (target.drive?.(seconds) ?? runLoad(target.op, callers, seconds));
       const acked = target.ok;
       const drainSeconds = target.buffered ? await waitForRows(admin, acked) : 0;
       const cpuAfter = cpuSnapshot(gateway.pid, db.pid);

@@ -33,7 +33,7 @@ case "$only" in
 esac
 run() { [ -z "$only" ] || [ "$only" = "$1" ]; }
 scripts/ensure-mysql.sh
-if run point; then scripts/ensure-h2load.sh; fi
+if run point || run ingest-write; then scripts/ensure-h2load.sh; fi
 if run replicas; then scripts/ensure-haproxy.sh; fi
 if run ingest-jetstream; then scripts/ensure-nats.sh; fi
 npm run --silent build

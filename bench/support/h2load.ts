@@ -11,7 +11,7 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import type { LoadResult } from "./load.js";
-import { clockTicks } from "./proc-cpu.js";
+import { childrenCpuMicros } from "./proc-cpu.js";
 
 const run = promisify(execFile);
 
@@ -22,6 +22,12 @@ export interface H2loadOptions {
   readonly connections: number;
   readonly streams: number;
   readonly seconds: number;
+  /**
+   * Send exactly this many calls instead (they take about `seconds`): with a
+   * duration h2load stops counting calls still in flight at its end, which
+   * the server may complete (a write then lands without being counted).
+   */
+  readonly requests?: number | undefined;
   /** HTTP/1.1 instead of h2c (`streams` is then 1). */
   readonly http1?: boolean;
 }
@@ -33,14 +39,6 @@ export interface H2loadResult extends LoadResult {
   readonly failed: number;
 }
 
-/** CPU of this process's exited and reaped children (cutime + cstime), microseconds. */
-function childrenCpuMicros(): number {
-  const stat = readFileSync("/proc/self/stat", "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  // Fields 16 (cutime) and 17 (cstime), counted from 1; fields[0] is field 3.
-  return ((Number(fields[13]) + Number(fields[14])) * 1e6) / clockTicks();
-}
-
 export async function runH2load(options: H2loadOptions): Promise<H2loadResult> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "sqlgate-h2load-"));
   try {
@@ -48,7 +46,9 @@ export async function runH2load(options: H2loadOptions): Promise<H2loadResult> {
     const logFile = path.join(dir, "log");
     writeFileSync(bodyFile, options.body);
     const args = [
-      `--duration=${options.seconds}`,
+      options.requests === undefined
+        ? `--duration=${options.seconds}`
+        : `--requests=${options.requests}`,
       "--threads=1",
       `--clients=${options.connections}`,
       `--max-concurrent-streams=${options.streams}`,

@@ -9,7 +9,12 @@ import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect
 import type { Pool, RowDataPacket } from "mysql2/promise";
 import { IngestService } from "../../gen/sqlgate/v1/ingest_pb.js";
 import { log, onCleanup } from "./harness.js";
-import { machineBusyMicros, ownCpuMicros, processCpuMicros } from "./proc-cpu.js";
+import {
+  childrenCpuMicros,
+  machineBusyMicros,
+  ownCpuMicros,
+  processCpuMicros,
+} from "./proc-cpu.js";
 
 /** A device fleet's readings: the table both paths write to. */
 export const telemetryTable = "telemetry";
@@ -110,7 +115,8 @@ export interface CpuSnapshot {
 
 export function cpuSnapshot(gatewayPid: number, mysqlPid: number): CpuSnapshot {
   return {
-    client: ownCpuMicros(),
+    // The load generator: this process, and h2load once it has exited.
+    client: ownCpuMicros() + childrenCpuMicros(),
     gateway: processCpuMicros(gatewayPid),
     mysql: processCpuMicros(mysqlPid),
     machine: machineBusyMicros(),
