@@ -43,7 +43,9 @@ import {
   onCleanup,
   runBenchmark,
   setting,
+  spread,
   startBenchDatabase,
+  writeFigures,
   writeReport,
 } from "./support/harness.js";
 import {
@@ -468,6 +470,24 @@ async function main(): Promise<void> {
   }
   rss.stop();
   writeReport("ingest-stream.md", report(targets, samples, serverVersion, rss, errors));
+  const directTargets = targets.filter((t) => !t.gateway);
+  const bestDirect = Array.from({ length: runs }, (_, i) =>
+    Math.max(...directTargets.map((t) => samples.get(t)?.[i]?.rate ?? Number.NaN)),
+  );
+  writeFigures(
+    "ingest-stream.json",
+    targets
+      .filter((t) => t.gateway)
+      .map((target, index) => ({
+        benchmark: "WriteStream, 4 streams",
+        name: `${target.name.replace(/^gateway WriteStream, /, "")}: rows/s ratio to direct`,
+        unit: "x",
+        ...spread(
+          (samples.get(target) ?? []).map((s, i) => s.rate / (bestDirect[i] ?? Number.NaN)),
+        ),
+        ...(index === 0 ? { goal: { op: ">=" as const, value: goalRatio } } : {}),
+      })),
+  );
 }
 
 /** The pre-encoded chunk must decode to the same rows as the message built the usual way. */

@@ -9,20 +9,24 @@
  * key, COMMITTED with a key per call, BUFFERED (acknowledged from the
  * write-ahead log; the run also waits until every row is in MySQL); each also
  * from a lean h2 client (support/lean-h2-client.ts), which shows how much of
- * the rate the connect-node load generator itself costs on 2 shared cores.
+ * the rate the connect-node load generator itself costs on 2 shared cores,
+ * and COMMITTED from h2load (one fixed row per call, ~10 us per call of load
+ * generator), which shows the gateway's own capacity.
  *
  *   BENCH_ONLY=ingest-write npm run bench
  *   BENCH_SECONDS=2 BENCH_RUNS=1 node dist/bench/ingest-write.js
  *
- * Settings (environment): BENCH_SECONDS (5), BENCH_RUNS (3), BENCH_CALLERS
+ * Settings (environment): BENCH_SECONDS (4), BENCH_RUNS (3), BENCH_CALLERS
  * (1000), BENCH_SESSIONS (4: HTTP/2 sessions to the gateway, callers spread
  * round robin), BENCH_DIRECT_POOL (64), BENCH_DIRECT_METHOD (execute, or
- * query: measured within noise of each other), BENCH_WARMUP_CALLS (20000 per
- * path), BENCH_WARMUP_SECONDS (30, the warm-up's cap), BENCH_VARIANTS (all: a
- * comma list of direct, committed, keyed, buffered, committed-lean,
- * keyed-lean, buffered-lean, committed-h2load), BENCH_GATEWAY_NODE_ARGS, and
+ * query: measured within noise of each other), BENCH_WARMUP_CALLS (10000 per
+ * path), BENCH_WARMUP_SECONDS (30, the warm-up's cap), BENCH_VARIANTS (a comma
+ * list of direct, committed, keyed, buffered, committed-lean, keyed-lean,
+ * buffered-lean, committed-h2load; default direct, committed, committed-lean,
+ * buffered-lean, committed-h2load), BENCH_GATEWAY_NODE_ARGS, and
  * any SQLGATE_INGEST_* (passed to the gateway, overriding the values chosen
- * here). Prints a markdown table and writes it to bench/out/ingest-write.md.
+ * here). Prints a markdown table and writes it to bench/out/ingest-write.md,
+ * its headline figures to ingest-write.json.
  */
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import mysql from "mysql2/promise";
@@ -36,12 +40,15 @@ import {
 import { startGatewayProcess } from "./support/gateway-process.js";
 import { runH2load } from "./support/h2load.js";
 import {
+  type Figure,
   log,
   machineLine,
   onCleanup,
   runBenchmark,
   setting,
+  spread,
   startBenchDatabase,
+  writeFigures,
   writeReport,
 } from "./support/harness.js";
 import {
@@ -69,16 +76,15 @@ import { createLeanUnaryClient } from "./support/lean-h2-client.js";
 import { type LoadResult, median, percentile, runLoad } from "./support/load.js";
 import { type RssSampler, sampleRss } from "./support/proc-rss.js";
 
-const seconds = setting("BENCH_SECONDS", 5);
+const seconds = setting("BENCH_SECONDS", 4);
 const runs = Math.round(setting("BENCH_RUNS", 3));
 const callers = Math.round(setting("BENCH_CALLERS", 1000));
 const sessions = Math.round(setting("BENCH_SESSIONS", 4));
 const directPoolSize = Math.round(setting("BENCH_DIRECT_POOL", 64));
-const warmupCalls = Math.round(setting("BENCH_WARMUP_CALLS", 20_000, 0));
+const warmupCalls = Math.round(setting("BENCH_WARMUP_CALLS", 10_000, 0));
 const warmupSeconds = setting("BENCH_WARMUP_SECONDS", 30, 0);
 const variants = (
-  process.env.BENCH_VARIANTS ||
-  "direct,committed,keyed,buffered,committed-lean,keyed-lean,buffered-lean,committed-h2load"
+  process.env.BENCH_VARIANTS || "direct,committed,committed-lean,buffered-lean,committed-h2load"
 ).split(",");
 const gatewayNodeArgs = (process.env.BENCH_GATEWAY_NODE_ARGS ?? "").split(" ").filter(Boolean);
 const directMethod = process.env.BENCH_DIRECT_METHOD === "query" ? "query" : "execute";
@@ -389,6 +395,31 @@ async function main(): Promise<void> {
 
   rss.stop();
   writeReport("ingest-write.md", report(samples, directTarget, serverVersion, rss));
+  const directSamples = samples.get(directTarget) ?? [];
+  writeFigures(
+    "ingest-write.json",
+    [...samples].flatMap(([target, list]): Figure[] => {
+      if (target === directTarget) return [];
+      const name = target.name.replace(/^gateway Write, /, "");
+      const goals = target.variant === "committed-h2load";
+      return [
+        {
+          benchmark: "Single-row Write, 1,000 callers",
+          name: `${name}: rows/s ratio to direct`,
+          unit: "x",
+          ...spread(list.map((s, i) => s.rate / (directSamples[i]?.rate ?? Number.NaN))),
+          ...(goals ? { goal: { op: ">=", value: goalRatio } } : {}),
+        },
+        {
+          benchmark: "Single-row Write, 1,000 callers",
+          name: `${name}: rows/s`,
+          unit: "rows/s",
+          ...spread(list.map((s) => s.rate)),
+          ...(goals ? { goal: { op: ">=", value: goalRate } } : {}),
+        },
+      ];
+    }),
+  );
 }
 
 /** Empties the table between runs, once BUFFERED rows have all reached it. */

@@ -2,18 +2,24 @@
  * StreamExecute benchmark: a large result (MariaDB's Sequence engine, 10
  * million rows by default) read through the gateway (Connect binary over h2c,
  * the gateway in its own process) against direct mysql2 streaming, in one run
- * on one private MariaDB; then through the gateway again with a slow reader,
- * to check that backpressure keeps the gateway's memory flat. The gateway's
- * RSS (VmRSS) is sampled every 100 ms throughout.
+ * on one private MariaDB, 3 times each way, alternating. The gateway's reads
+ * use a lean reader that counts rows without decoding them
+ * (support/lean-stream-reader.ts), after connect-node's client has checked
+ * the first rows equal to mysql2's. Then a slow connect-node reader stalls
+ * and reads at a fraction of the fast rate for a while, to check that
+ * backpressure keeps the gateway's memory flat. The gateway's RSS (VmRSS) is
+ * sampled every 100 ms throughout.
  *
- *   npm run bench                                  # point query, then this
+ *   BENCH_ONLY=stream npm run bench
  *   BENCH_ONLY=stream BENCH_STREAM_ROWS=200000 npm run bench
  *
- * Settings (environment): BENCH_STREAM_ROWS (10000000), BENCH_SLOW_FACTOR (5:
- * the slow reader reads at the fast gateway rate divided by this),
- * BENCH_SLOW_STALL_SECONDS (3: the slow reader stalls this long after the
- * first message), BENCH_GATEWAY_NODE_ARGS (extra node options for the
- * gateway). Prints a markdown table and writes it to bench/out/stream-execute.md.
+ * Settings (environment): BENCH_STREAM_ROWS (10000000), BENCH_RUNS (3),
+ * BENCH_SLOW_FACTOR (5: the slow reader reads at the fast gateway rate divided
+ * by this), BENCH_SLOW_STALL_SECONDS (3: the slow reader stalls this long
+ * after the first message), BENCH_SLOW_SECONDS (10: how long it reads),
+ * BENCH_GATEWAY_NODE_ARGS (extra node options for the gateway). Prints a
+ * markdown table and writes it to bench/out/stream-execute.md, its headline
+ * figures to stream-execute.json.
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { create, toBinary } from "@bufbuild/protobuf";

@@ -1,37 +1,36 @@
 #!/usr/bin/env bash
 # Runs the benchmarks on compiled JavaScript (never tsx): makes sure a MariaDB
-# server binary exists, builds dist/, then runs the point-query benchmark, the
-# StreamExecute one, the two ingest ones, forwarding, replicas (point
-# queries through HAProxy to one and to three replicas), read-replicas
-# (point queries on a MariaDB primary vs its GTID replica, and what
-# min_position costs) and ingest-jetstream (Write acknowledged COMMITTED,
-# BUFFERED on the local log and BUFFERED on NATS JetStream with one server
-# and with three, and whether the drain to MySQL keeps up), each of which
-# starts its own private MariaDB and the gateway as a separate process.
-# BENCH_ONLY=point, stream, ingest-write, ingest-stream, forwarding, replicas,
-# read-replicas, ingest-jetstream or changes runs just one of them.
-# Other settings: BENCH_SECONDS, BENCH_RUNS, BENCH_WARMUP_SECONDS,
-# BENCH_POOL_SIZE, BENCH_ROWS, BENCH_CALLERS (see bench/point-query.ts);
-# BENCH_STREAM_ROWS, BENCH_SLOW_FACTOR, BENCH_SLOW_STALL_SECONDS (see
-# bench/stream-execute.ts); BENCH_CALLERS, BENCH_SESSIONS, BENCH_DIRECT_POOL,
-# BENCH_VARIANTS (see bench/ingest-write.ts); BENCH_STREAMS, BENCH_CHUNK_ROWS,
-# BENCH_DIRECT_CONNECTIONS (see bench/ingest-stream.ts); BENCH_SESSIONS (see
-# bench/replicas.ts, bench/read-replicas.ts); BENCH_SETTLE_MS (see
-# bench/read-replicas.ts); BENCH_ROWS_PER_CALL, BENCH_DRAIN_TIMEOUT_SECONDS,
-# BENCH_VARIANTS (see bench/ingest-jetstream.ts). BENCH_CALLERS means a list
-# for point-query and one number for ingest-write, replicas, read-replicas
-# and ingest-jetstream: set it with BENCH_ONLY.
+# server binary (and h2load, other servers as needed) exists, builds dist/,
+# runs the benchmarks, each of which starts its own private MariaDB and the
+# gateway as a separate process, and writes bench/RESULTS.md and
+# bench/results.svg from their outputs (bench/report.ts).
+#
+# Without BENCH_ONLY: the report's benchmarks (point, ingest-write,
+# ingest-stream, stream), about 8 minutes on 2 cores. BENCH_ONLY=all adds
+# forwarding, replicas (HAProxy), read-replicas, ingest-jetstream (NATS) and
+# changes. BENCH_ONLY=<one of those names> runs just that one (RESULTS.md is
+# then rewritten from whatever bench/out/ holds).
+# Each benchmark's settings (BENCH_SECONDS, BENCH_RUNS, BENCH_CALLERS, ...)
+# are described at the top of its file in bench/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 only="${BENCH_ONLY:-}"
 case "$only" in
-  "" | point | stream | ingest-write | ingest-stream | forwarding | replicas | read-replicas | ingest-jetstream | changes) ;;
+  "" | all | point | stream | ingest-write | ingest-stream | forwarding | replicas | read-replicas | ingest-jetstream | changes) ;;
   *)
-    echo "bench: BENCH_ONLY must be point, stream, ingest-write, ingest-stream, forwarding, replicas, read-replicas, ingest-jetstream or changes, not '$only'" >&2
+    echo "bench: BENCH_ONLY must be all, point, stream, ingest-write, ingest-stream, forwarding, replicas, read-replicas, ingest-jetstream or changes, not '$only'" >&2
     exit 2
     ;;
 esac
-run() { [ -z "$only" ] || [ "$only" = "$1" ]; }
+report_set=" point ingest-write ingest-stream stream "
+run() {
+  case "$only" in
+    "") [[ "$report_set" == *" $1 "* ]] ;;
+    all) true ;;
+    *) [ "$only" = "$1" ] ;;
+  esac
+}
+export BENCH_STARTED="${BENCH_STARTED:-$(date +%s)}"
 scripts/ensure-mysql.sh
 if run point || run ingest-write; then scripts/ensure-h2load.sh; fi
 if run replicas; then scripts/ensure-haproxy.sh; fi
@@ -46,3 +45,4 @@ if run replicas; then node dist/bench/replicas.js "$@"; fi
 if run read-replicas; then node dist/bench/read-replicas.js "$@"; fi
 if run ingest-jetstream; then node dist/bench/ingest-jetstream.js "$@"; fi
 if run changes; then node dist/bench/changes.js "$@"; fi
+node dist/bench/report.js
