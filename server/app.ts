@@ -29,8 +29,12 @@ import {
   type RequestHandler,
   type TlsOptions,
 } from "./transport/one-port.js";
-import { psdbHttp } from "./transport/psdb-http.js";
-import { createUnaryFastPath, type UnaryFastPath } from "./transport/unary-fast-path.js";
+import { psdbHttp, psdbJsonOptions, withErrorObject } from "./transport/psdb-http.js";
+import {
+  createUnaryFastPath,
+  type FastUnaryMethod,
+  type UnaryFastPath,
+} from "./transport/unary-fast-path.js";
 
 export interface AppOptions {
   readonly core: GatewayCore;
@@ -144,7 +148,19 @@ export async function buildApp(options: AppOptions): Promise<App> {
   const jsonOptions = { ignoreUnknownFields: false };
   if (options.unaryFastPath !== false) {
     fastPath = createUnaryFastPath({
-      methods: fastUnaryMethods,
+      methods: [
+        ...fastUnaryMethods,
+        ...(options.planetscale.execute === undefined
+          ? []
+          : [
+              {
+                method: PsdbDatabase.method.execute,
+                impl: options.planetscale.execute as FastUnaryMethod["impl"],
+                jsonOptions: psdbJsonOptions,
+                errorBody: withErrorObject,
+              },
+            ]),
+      ],
       interceptors,
       contextValues: (req) =>
         createContextValues().set(kClientCertificateName, clientCertificateName(req)),

@@ -64,8 +64,24 @@ function outcomeOf(message: unknown): Outcome {
   return { code: undefined, error: undefined, rows, errno: undefined };
 }
 
+/**
+ * Node's errors for writing a response to an HTTP/2 stream or session the
+ * client has reset or closed: the call was cancelled by the client, not
+ * failed by the server. (Socket errors such as ECONNRESET stay faults: MySQL's
+ * connection raises them too.)
+ */
+const clientGoneErrors = new Set([
+  "ERR_HTTP2_INVALID_STREAM",
+  "ERR_HTTP2_STREAM_CANCEL",
+  "ERR_HTTP2_SESSION_ERROR",
+]);
+
 function outcomeOfError(err: unknown): Outcome {
   const error = ConnectError.from(err);
+  const cause = (error.cause as { code?: unknown } | undefined)?.code;
+  if (typeof cause === "string" && clientGoneErrors.has(cause)) {
+    return { code: Code.Canceled, error, rows: undefined, errno: undefined };
+  }
   return { code: error.code, error, rows: undefined, errno: errnoOf(error, error.rawMessage) };
 }
 

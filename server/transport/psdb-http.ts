@@ -35,41 +35,52 @@ export interface PsdbHttpOptions<S extends DescService> {
   readonly maxTimeoutMs: number;
 }
 
+/** Clients echo sessions verbatim, PlanetScale's fields included: unknown fields are ignored. */
+export const psdbJsonOptions = { ignoreUnknownFields: true };
+
 async function bytesOf(body: AsyncIterable<Uint8Array> | undefined): Promise<Buffer> {
   const chunks: Uint8Array[] = [];
   if (body !== undefined) for await (const chunk of body) chunks.push(chunk);
   return Buffer.concat(chunks);
 }
 
-/** `response` with an `error` object added to its JSON error body, if it has one. */
-async function withErrorObject(
-  response: UniversalServerResponse,
-): Promise<UniversalServerResponse> {
-  const type = response.header?.get("content-type") ?? "";
-  if (response.status < 300 || !type.startsWith("application/json")) return response;
-  const bytes = await bytesOf(response.body);
+/**
+ * A Connect JSON error body with PlanetScale's `error` object added
+ * (`{"code": "INVALID_ARGUMENT", "message": ...}`); other bytes as they are.
+ */
+export function withErrorObject(bytes: Uint8Array): Uint8Array {
   let body: unknown;
   try {
-    body = JSON.parse(bytes.toString("utf8"));
+    body = JSON.parse(
+      Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8"),
+    );
   } catch {
-    body = undefined;
+    return bytes;
   }
-  const replay = (b: Uint8Array) => ({
-    ...response,
-    body: (async function* () {
-      yield b;
-    })(),
-  });
-  if (typeof body !== "object" || body === null || !("code" in body)) return replay(bytes);
+  if (typeof body !== "object" || body === null || !("code" in body)) return bytes;
   const { code, message } = body as { code: unknown; message?: unknown };
-  const augmented = Buffer.from(
+  return Buffer.from(
     JSON.stringify({
       ...body,
       error: { code: String(code).toUpperCase(), message: String(message ?? code) },
     }),
   );
+}
+
+/** `response` with the `error` object added to its JSON error body, if it has one. */
+async function withErrorObjectResponse(
+  response: UniversalServerResponse,
+): Promise<UniversalServerResponse> {
+  const type = response.header?.get("content-type") ?? "";
+  if (response.status < 300 || !type.startsWith("application/json")) return response;
+  const augmented = withErrorObject(await bytesOf(response.body));
   response.header?.set("content-length", String(augmented.byteLength));
-  return replay(augmented);
+  return {
+    ...response,
+    body: (async function* () {
+      yield augmented;
+    })(),
+  };
 }
 
 /** Registers the service's routes on `app` (an encapsulated plugin scope). */
@@ -82,7 +93,7 @@ export function psdbHttp<S extends DescService>(options: PsdbHttpOptions<S>) {
       maxTimeoutMs: options.maxTimeoutMs,
       acceptCompression: [compressionGzip, compressionBrotli],
       compressMinBytes,
-      jsonOptions: { ignoreUnknownFields: true },
+      jsonOptions: psdbJsonOptions,
     });
     router.service(options.service, options.implementation);
     // Connect reads the bodies itself.
@@ -98,7 +109,7 @@ export function psdbHttp<S extends DescService>(options: PsdbHttpOptions<S>) {
             options.contextValues(req),
           ),
         );
-        await universalResponseToNodeResponse(await withErrorObject(response), reply.raw);
+        await universalResponseToNodeResponse(await withErrorObjectResponse(response), reply.raw);
       });
     }
   };

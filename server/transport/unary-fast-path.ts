@@ -63,6 +63,10 @@ export interface FastUnaryMethod {
    * does, but faster (see services/execute-response-wire.ts).
    */
   readonly encodeBinary?: (message: never) => Uint8Array;
+  /** JSON options of this method's service, if they differ from the gateway's. */
+  readonly jsonOptions?: Partial<JsonReadOptions>;
+  /** Rewrites an error's JSON body (PlanetScale's API adds its own `error` object). */
+  readonly errorBody?: (json: Uint8Array) => Uint8Array;
 }
 
 export interface UnaryFastPathOptions {
@@ -90,6 +94,8 @@ interface Route {
   readonly url: string;
   readonly serializers: ReturnType<typeof createMethodSerializationLookup>;
   readonly encodeBinary: ((message: unknown) => Uint8Array) | undefined;
+  readonly jsonOptions: Partial<JsonReadOptions>;
+  readonly errorBody: ((json: Uint8Array) => Uint8Array) | undefined;
 }
 
 /** Connect's server default, as the router is configured. */
@@ -106,8 +112,9 @@ const requestTypes = new Map([
 
 export function createUnaryFastPath(options: UnaryFastPathOptions): UnaryFastPath {
   const routes = new Map<string, Route>();
-  for (const { method, impl, encodeBinary } of options.methods) {
+  for (const { method, impl, encodeBinary, errorBody, ...rest } of options.methods) {
     const url = `/${method.parent.typeName}/${method.name}`;
+    const jsonOptions = rest.jsonOptions ?? options.jsonOptions;
     routes.set(url, {
       spec: { kind: "unary", method, impl },
       service: method.parent,
@@ -115,10 +122,12 @@ export function createUnaryFastPath(options: UnaryFastPathOptions): UnaryFastPat
       serializers: createMethodSerializationLookup(
         method,
         undefined,
-        { ignoreUnknownFields: true, ...options.jsonOptions },
+        { ignoreUnknownFields: true, ...jsonOptions },
         options,
       ),
       encodeBinary: encodeBinary as ((message: unknown) => Uint8Array) | undefined,
+      jsonOptions,
+      errorBody,
     });
   }
   const interceptors = [...options.interceptors];
@@ -194,7 +203,8 @@ async function serve(
     error.metadata.forEach((value, key) => {
       context.responseHeader.set(key, value);
     });
-    body = errorToJsonBytes(error, options.jsonOptions);
+    body = errorToJsonBytes(error, route.jsonOptions);
+    if (route.errorBody !== undefined) body = route.errorBody(body);
   } finally {
     clearTimeout(deadline);
   }
