@@ -480,7 +480,7 @@ async function main(): Promise<void> {
       .filter((t) => t.gateway)
       .map((target, index) => ({
         benchmark: "WriteStream, 4 streams",
-        name: `${target.name.replace(/^gateway WriteStream, /, "")}: rows/s ratio to direct`,
+        name: `${target.name.replace(/^gateway WriteStream, COMMITTED, \d+ streams /, "")}: rows/s ratio to direct`,
         unit: "x",
         ...spread(
           (samples.get(target) ?? []).map((s, i) => s.rate / (bestDirect[i] ?? Number.NaN)),

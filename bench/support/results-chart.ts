@@ -50,12 +50,14 @@ export function chart(figures: readonly Figure[]): string {
     for (const f of list) {
       const ok = met(f);
       const color = ok === undefined ? "#8aa0b8" : ok ? "#3c9a5f" : "#d08b2c";
-      const label = `${f.benchmark}: ${f.name.replace(/: [^:]*$/, "")}`;
+      const full = `${f.benchmark}: ${f.name.replace(/: [^:]*$/, "")}`;
+      const label = full.length > 66 ? `${full.slice(0, 65)}…` : full;
       parts.push(
-        `<text x="10" y="${y + 15}" font-size="12">${escapeXml(label.slice(0, 78))}</text>`,
+        `<text x="10" y="${y + 15}" font-size="12">${escapeXml(label)}</text>`,
         `<rect x="${labelWidth}" y="${y + 4}" width="${scale(f.median).toFixed(1)}" height="14" fill="${color}"/>`,
         `<line x1="${(labelWidth + scale(f.min)).toFixed(1)}" x2="${(labelWidth + scale(f.max)).toFixed(1)}" y1="${y + 11}" y2="${y + 11}" stroke="#333" stroke-width="1"/>`,
-        `<text x="${(labelWidth + scale(Math.max(f.median, f.max)) + 6).toFixed(1)}" y="${y + 15}" font-size="12">${format(f.median, unit)}</text>`,
+        // The value right of the bar, its whisker and its goal tick.
+        `<text x="${(labelWidth + scale(Math.max(f.median, f.max, f.goal?.value ?? 0)) + 6).toFixed(1)}" y="${y + 15}" font-size="12">${format(f.median, unit)}</text>`,
       );
       if (f.goal !== undefined) {
         const gx = (labelWidth + scale(f.goal.value)).toFixed(1);
@@ -72,7 +74,8 @@ export function chart(figures: readonly Figure[]): string {
   );
   y += 22;
   return (
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${y}" viewBox="0 0 ${width} ${y}" font-family="sans-serif" font-size="13">\n` +
+    `<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-labelledby="title" width="${width}" height="${y}" viewBox="0 0 ${width} ${y}" font-family="sans-serif" font-size="13">\n` +
+    `<title id="title">sqlgate benchmark results against direct mysql2</title>\n` +
     `<rect width="100%" height="100%" fill="white"/>\n${parts.join("\n")}\n</svg>\n`
   );
 }

@@ -184,7 +184,10 @@ export function describeUrl(text: string): string {
  */
 const losslessOptions: PoolOptions = {
   supportBigNumbers: true,
-  bigNumberStrings: true,
+  // BIGINT as a number when it is a safe integer, else as text: lossless, and
+  // far cheaper than text for every value (mysql2 formats those through a
+  // 64-bit arithmetic library).
+  bigNumberStrings: false,
   dateStrings: true,
   jsonStrings: true,
   decimalNumbers: false,

@@ -1,7 +1,9 @@
 /**
  * Column metadata and lossless value conversion for results read with mysql2's
  * binary protocol (prepared statements) and these connection options:
- * `supportBigNumbers` + `bigNumberStrings` (BIGINT as decimal text),
+ * `supportBigNumbers` without `bigNumberStrings` (a BIGINT as a number when
+ * it is a safe integer, else as decimal text: lossless either way, and
+ * mysql2 skips its 64-bit arithmetic library for the common case),
  * `dateStrings` (temporal values as text), `jsonStrings`, `decimalNumbers:
  * false` (DECIMAL as text) and `rowsAsArray`. GEOMETRY arrives as raw bytes
  * through a type cast (see execute-statement.ts).
@@ -227,7 +229,10 @@ const int64: CellConverter = (cell) => ({
   case: "int64Value",
   value: BigInt(cell as number | string),
 });
-const uint64: CellConverter = (cell) => ({ case: "uint64Value", value: BigInt(cell as string) });
+const uint64: CellConverter = (cell) => ({
+  case: "uint64Value",
+  value: BigInt(cell as number | string),
+});
 const float64: CellConverter = (cell) => ({ case: "float64Value", value: cell as number });
 const float32: CellConverter = (cell) => ({
   case: "float64Value",

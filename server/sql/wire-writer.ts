@@ -38,6 +38,11 @@ export class WireWriter {
   }
 
   uint64(value: bigint | number | string): this {
+    // Most values fit in 32 bits: no BigInt arithmetic for them.
+    if (typeof value === "bigint" && value >= 0n && value <= 0xffff_ffffn) {
+      this.uvarint32(Number(value));
+      return this;
+    }
     this.uvarint64(BigInt.asUintN(64, BigInt(value)));
     return this;
   }
@@ -47,6 +52,12 @@ export class WireWriter {
   }
 
   sint64(value: bigint | number | string): this {
+    // Zigzag in 32-bit arithmetic for values within +/-2^30.
+    if (typeof value === "bigint" && value >= -0x4000_0000n && value < 0x4000_0000n) {
+      const n = Number(value);
+      this.uvarint32(((n << 1) ^ (n >> 31)) >>> 0);
+      return this;
+    }
     const v = BigInt(value);
     this.uvarint64(BigInt.asUintN(64, (v << 1n) ^ (v >> 63n)));
     return this;
