@@ -35,4 +35,4 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=20s \
   CMD ["node", "-e", "fetch('http://127.0.0.1:8080/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # node itself is PID 1's child-free main process: SIGTERM reaches the gateway,
 # which drains its calls (SQLGATE_SHUTDOWN_GRACE_MS) and exits.
-CMD ["node", "--max-semi-space-size=64", "dist/server/main.js"]
+CMD ["node", "dist/server/main.js"]

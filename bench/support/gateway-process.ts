@@ -55,9 +55,7 @@ function exited(child: ChildProcess): Promise<void> {
 export async function startGatewayProcess(options: GatewayProcessOptions): Promise<GatewayProcess> {
   const mainJs = fileURLToPath(new URL("../../server/main.js", import.meta.url));
   const port = options.port ?? (await freePort());
-  // As `npm start`, the Dockerfile and the systemd unit run it.
-  const nodeArgs = ["--max-semi-space-size=64", ...(options.nodeArgs ?? [])];
-  const child = spawn(process.execPath, [...nodeArgs, mainJs], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), mainJs], {
     env: {
       ...process.env,
       SQLGATE_MYSQL_URL: options.mysqlUrl,
