@@ -38,7 +38,9 @@ function main(): void {
     figures.push(...(JSON.parse(json) as Figure[]));
     details.push(markdown.replace(/^## /m, "### "));
   }
-  const started = Number(process.env.BENCH_STARTED ?? Number.NaN);
+  // The suite's duration means something only when the whole suite ran.
+  const wholeSuite = ["", "all"].includes(process.env.BENCH_ONLY ?? "");
+  const started = wholeSuite ? Number(process.env.BENCH_STARTED ?? Number.NaN) : Number.NaN;
   const minutes = Number.isFinite(started) ? (Date.now() / 1000 - started) / 60 : Number.NaN;
   const limitsFile = path.join(benchDir, "limits.md");
   const limits = existsSync(limitsFile) ? readFileSync(limitsFile, "utf8").trim() : "";
@@ -56,7 +58,9 @@ function main(): void {
     "# Benchmark results",
     "",
     `Written by \`npm run bench\` on ${new Date().toISOString()}` +
-      (Number.isFinite(minutes) ? `, which took ${minutes.toFixed(1)} minutes` : "") +
+      (Number.isFinite(minutes)
+        ? `, which took ${minutes.toFixed(1)} minutes`
+        : ` (BENCH_ONLY=${process.env.BENCH_ONLY}: the other sections are from earlier runs)`) +
       `: Node ${process.version}, ${os.cpus().length} cores (${os.cpus()[0]?.model ?? "?"}), ` +
       `load average ${os.loadavg()[0]?.toFixed(2)} at the end. Every figure is the median ` +
       "of at least 3 runs, each gateway run paired with a direct mysql2 run of the same " +

@@ -65,10 +65,7 @@ test("Kubernetes: probes the gateway answers, two Services, a disruption budget"
 
 test("systemd: the unit verifies and runs the built entry point", async () => {
   const unit = readFileSync("deploy/systemd/sqlgate.service", "utf8");
-  assert.match(
-    unit,
-    /^ExecStart=\/usr\/bin\/node \/opt\/sqlgate\/dist\/server\/main\.js$/m,
-  );
+  assert.match(unit, /^ExecStart=\/usr\/bin\/node \/opt\/sqlgate\/dist\/server\/main\.js$/m);
   assert.match(unit, /^ExecReload=\/bin\/kill -HUP \$MAINPID$/m);
   const { stderr } = await run("systemd-analyze", ["verify", "deploy/systemd/sqlgate.service"]);
   assert.doesNotMatch(stderr, /error|invalid|unknown/i, stderr);
