@@ -23,23 +23,19 @@
  */
 import { isUtf8 } from "node:buffer";
 import type http from "node:http";
-import type http2 from "node:http2";
-import type { DescMethodUnary, DescService, JsonReadOptions } from "@bufbuild/protobuf";
+import type { DescMethodUnary, JsonReadOptions } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
   type ContextValues,
-  type HandlerContext,
   type Interceptor,
   type MethodImpl,
 } from "@connectrpc/connect";
 import {
   type Compression,
   compressionNegotiate,
-  createAsyncIterable,
   createMethodSerializationLookup,
   invokeUnaryImplementation,
-  readAllBytes,
 } from "@connectrpc/connect/protocol";
 import {
   codeToHttpStatus,
@@ -49,10 +45,15 @@ import {
   parseTimeout,
 } from "@connectrpc/connect/protocol-connect";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
-import { PlainHeaders } from "./plain-headers.js";
-
-type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
-type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
+import {
+  handlerContext,
+  headerOf,
+  limited,
+  type NodeRequest,
+  type NodeResponse,
+  type Route,
+  readBody,
+} from "./fast-call.js";
 
 /** A unary method served on the fast path, with its implementation. */
 export interface FastUnaryMethod {
@@ -87,16 +88,6 @@ export interface UnaryFastPathOptions {
 
 /** Takes the request and answers it (true), or leaves it to the router (false). */
 export type UnaryFastPath = (req: NodeRequest, res: NodeResponse) => boolean;
-
-interface Route {
-  readonly spec: { kind: "unary"; method: DescMethodUnary; impl: MethodImpl<DescMethodUnary> };
-  readonly service: DescService;
-  readonly url: string;
-  readonly serializers: ReturnType<typeof createMethodSerializationLookup>;
-  readonly encodeBinary: ((message: unknown) => Uint8Array) | undefined;
-  readonly jsonOptions: Partial<JsonReadOptions>;
-  readonly errorBody: ((json: Uint8Array) => Uint8Array) | undefined;
-}
 
 /** Connect's server default, as the router is configured. */
 const acceptCompression: Compression[] = [compressionGzip, compressionBrotli];
@@ -162,7 +153,13 @@ async function serve(
   const timeout = parseTimeout(headerOf(req, "connect-timeout-ms"), options.maxTimeoutMs);
   const controller = new AbortController();
   let deadline: NodeJS.Timeout | undefined;
-  const context = handlerContext(route, req, binary, controller.signal, timeout.timeoutMs, options);
+  const context = handlerContext(route, req, {
+    signal: controller.signal,
+    timeoutMs: timeout.timeoutMs,
+    contextValues: options.contextValues,
+    protocolName: "connect",
+    contentType: binary ? contentTypeUnaryProto : contentTypeUnaryJson,
+  });
   if (timeout.timeoutMs !== undefined) {
     const expired = () =>
       controller.abort(new ConnectError("the operation timed out", Code.DeadlineExceeded));
@@ -233,101 +230,4 @@ async function serve(
   if (res.destroyed) return;
   (res as http.ServerResponse).writeHead(status, out);
   res.end(body);
-}
-
-function handlerContext(
-  route: Route,
-  req: NodeRequest,
-  binary: boolean,
-  signal: AbortSignal,
-  timeoutMs: number | undefined,
-  options: UnaryFastPathOptions,
-): HandlerContext {
-  const due = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
-  const responseHeader = new PlainHeaders();
-  responseHeader.set("content-type", binary ? contentTypeUnaryProto : contentTypeUnaryJson);
-  return {
-    method: route.spec.method,
-    service: route.service,
-    requestMethod: "POST",
-    protocolName: "connect",
-    url: route.url,
-    signal,
-    timeoutMs: due === undefined ? noTimeout : () => due - Date.now(),
-    requestHeader: PlainHeaders.fromNode(req.headers),
-    responseHeader,
-    responseTrailer: new PlainHeaders(),
-    values: options.contextValues(req),
-  };
-}
-
-const noTimeout = () => undefined;
-
-function headerOf(req: NodeRequest, name: string): string | null {
-  const value = req.headers[name];
-  if (value === undefined) return null;
-  return Array.isArray(value) ? value.join(", ") : value;
-}
-
-/** `bytes`, unless they exceed the response limit (Connect's message for it). */
-function limited(bytes: Uint8Array, writeMaxBytes: number): Uint8Array {
-  if (bytes.byteLength > writeMaxBytes) {
-    throw new ConnectError(
-      `message size ${bytes.byteLength} is larger than configured writeMaxBytes ${writeMaxBytes}`,
-      Code.ResourceExhausted,
-    );
-  }
-  return bytes;
-}
-
-/**
- * The request body, within `readMaxBytes`: what is read is handed to
- * Connect's `readAllBytes`, so that a body over the limit, or shorter or
- * longer than its content-length, fails with Connect's own error.
- */
-function readBody(req: NodeRequest, readMaxBytes: number): Promise<Uint8Array> {
-  const lengthHint = headerOf(req, "content-length");
-  if (lengthHint !== null && Number(lengthHint) > readMaxBytes) {
-    return readAllBytes(createAsyncIterable([]), readMaxBytes, lengthHint);
-  }
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const done = () => {
-      req.off("data", onData);
-      req.off("end", onEnd);
-      req.off("error", onError);
-      req.off("close", onClose);
-    };
-    const onData = (chunk: Buffer) => {
-      chunks.push(chunk);
-      size += chunk.byteLength;
-      if (size > readMaxBytes) {
-        done();
-        req.pause();
-        readAllBytes(createAsyncIterable(chunks), readMaxBytes, lengthHint).then(resolve, reject);
-      }
-    };
-    const onEnd = () => {
-      done();
-      if (lengthHint === null || Number(lengthHint) === size) {
-        resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
-      } else {
-        readAllBytes(createAsyncIterable(chunks), readMaxBytes, lengthHint).then(resolve, reject);
-      }
-    };
-    const onError = (err: Error) => {
-      done();
-      reject(new ConnectError(err.message, Code.Canceled, undefined, undefined, err));
-    };
-    // Destroyed before its end (the body deadline in transport/one-port.ts).
-    const onClose = () => {
-      done();
-      reject(new ConnectError("the request body did not arrive", Code.Canceled));
-    };
-    req.on("data", onData);
-    req.on("end", onEnd);
-    req.on("error", onError);
-    req.on("close", onClose);
-  });
 }
