@@ -417,3 +417,195 @@ test("requests the fast path does not take still reach the router", async (t) =>
   assert.equal(unsupported.status, 415);
   assert.equal(await fastPathCalls(gateway), before);
 });
+
+interface GrpcAnswer {
+  readonly headers: Record<string, unknown>;
+  readonly trailers: Record<string, unknown>;
+  readonly body: Buffer;
+}
+
+function sendGrpc(
+  session: http2.ClientHttp2Session,
+  path: string,
+  headers: Record<string, string>,
+  body: Uint8Array,
+): Promise<GrpcAnswer> {
+  return new Promise((resolve, reject) => {
+    const stream = session.request({
+      ":method": "POST",
+      ":path": path,
+      "content-type": "application/grpc",
+      te: "trailers",
+      ...headers,
+    });
+    let responseHeaders: Record<string, unknown> = {};
+    let trailers: Record<string, unknown> = {};
+    const chunks: Buffer[] = [];
+    stream.on("response", (h) => {
+      responseHeaders = { ...h };
+    });
+    stream.on("trailers", (t) => {
+      trailers = { ...t };
+    });
+    stream.on("data", (chunk: Buffer) => chunks.push(chunk));
+    stream.on("end", () =>
+      resolve({ headers: responseHeaders, trailers, body: Buffer.concat(chunks) }),
+    );
+    stream.on("error", reject);
+    stream.end(body);
+  });
+}
+
+function envelope(message: Uint8Array, flags = 0, length = message.byteLength): Buffer {
+  const out = Buffer.alloc(5 + message.byteLength);
+  out[0] = flags;
+  out.writeUInt32BE(length, 1);
+  out.set(message, 5);
+  return out;
+}
+
+/** Status, headers but the date, trailers, and the message without timings or positions. */
+function comparableGrpc(answer: GrpcAnswer, path: string) {
+  const { date: _date, ...headers } = answer.headers;
+  let message: unknown;
+  if (answer.body.length >= 5) {
+    const compressed = answer.body[0] === 1;
+    const data = answer.body.subarray(5);
+    const bytes = compressed ? gunzipSync(data) : data;
+    if (path === writePath) {
+      const m = fromBinary(WriteResponseSchema, bytes);
+      m.position = m.position === "" ? "" : "(set)";
+      message = m;
+    } else {
+      const m = fromBinary(ExecuteResponseSchema, bytes);
+      m.timing = undefined;
+      m.position = m.position === "" ? "" : "(set)";
+      message = { compressed, m };
+    }
+  }
+  return { headers, trailers: answer.trailers, message };
+}
+
+test("gRPC unary calls get the router's answers on the fast path", async (t) => {
+  const { url, admin } = await createTestDatabase(t);
+  await admin.query("CREATE TABLE items (id BIGINT PRIMARY KEY, name VARCHAR(64))");
+  await admin.query("INSERT INTO items VALUES (1, 'one'), (2, 'two')");
+  await admin.query("CREATE TABLE readings (device INT, value DOUBLE)");
+  const dir = mkdtempSync(path.join(os.tmpdir(), "sqlgate-fast-grpc-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, "credentials.yaml");
+  const password = await createCredential(file, {
+    name: "app",
+    role: "read_write",
+    database: undefined,
+    replace: false,
+  });
+  const env = {
+    SQLGATE_CREDENTIALS_FILE: file,
+    SQLGATE_MAX_BODY_BYTES: "4096",
+    SQLGATE_NODE_URL: "http://parity.invalid:8080",
+  };
+  const fast = await startGateway(t, url, { env });
+  const slow = await startGateway(t, url, { env: { ...env, SQLGATE_UNARY_FAST_PATH: "false" } });
+  const sessions = [fast, slow].map((g) => http2.connect(g.baseUrl));
+  t.after(() => {
+    for (const s of sessions) s.close();
+  });
+  const auth = { authorization: `Basic ${Buffer.from(`app:${password}`).toString("base64")}` };
+  const write = toBinary(
+    WriteRequestSchema,
+    create(WriteRequestSchema, {
+      table: "readings",
+      columns: ["device", "value"],
+      rows: [
+        {
+          values: [
+            { kind: { case: "int64Value", value: 7n } },
+            { kind: { case: "float64Value", value: 1.5 } },
+          ],
+        },
+      ],
+    }),
+  );
+  const point = executeBinary("SELECT id, name FROM items WHERE id = ?", 2n);
+  const cases: {
+    name: string;
+    path?: string;
+    headers: Record<string, string>;
+    body: Uint8Array;
+    codeOnly?: true;
+  }[] = [
+    { name: "point query", headers: auth, body: envelope(point) },
+    {
+      name: "large answer, gzip accepted",
+      headers: { ...auth, "grpc-accept-encoding": "gzip" },
+      body: envelope(executeBinary("SELECT REPEAT('x', 40000) AS s")),
+    },
+    {
+      name: "small answer, gzip accepted",
+      headers: { ...auth, "grpc-accept-encoding": "identity, gzip" },
+      body: envelope(point),
+    },
+    {
+      name: "SQL error with its detail",
+      headers: auth,
+      body: envelope(executeBinary("SELECT * FROM nowhere")),
+    },
+    {
+      name: "invalid grpc-timeout",
+      headers: { ...auth, "grpc-timeout": "soon" },
+      body: envelope(point),
+    },
+    {
+      name: "grpc-timeout above the cap",
+      headers: { ...auth, "grpc-timeout": "99999999S" },
+      body: envelope(point),
+    },
+    {
+      name: "grpc-timeout expiring",
+      headers: { ...auth, "grpc-timeout": "100m" },
+      body: envelope(executeBinary("SELECT SLEEP(2)")),
+      codeOnly: true,
+    },
+    { name: "no message", headers: auth, body: new Uint8Array() },
+    {
+      name: "two messages",
+      headers: auth,
+      body: Buffer.concat([envelope(point), envelope(point)]),
+    },
+    { name: "compressed flag without an encoding", headers: auth, body: envelope(point, 1) },
+    { name: "truncated envelope", headers: auth, body: envelope(point, 0, point.byteLength + 10) },
+    {
+      name: "message over the limit",
+      headers: auth,
+      body: envelope(executeBinary(`SELECT '${"y".repeat(5000)}'`)),
+    },
+    {
+      name: "undecodable message",
+      headers: auth,
+      body: envelope(new Uint8Array([0x0a, 0xff, 0xff, 0x01])),
+    },
+    { name: "no credential", headers: {}, body: envelope(point) },
+    { name: "Write", path: writePath, headers: auth, body: envelope(write) },
+  ];
+  const before = await fastPathCalls(fast);
+  for (const c of cases) {
+    const target = c.path ?? executePath;
+    const [a, b] = [
+      comparableGrpc(
+        await sendGrpc(sessions[0] as http2.ClientHttp2Session, target, c.headers, c.body),
+        target,
+      ),
+      comparableGrpc(
+        await sendGrpc(sessions[1] as http2.ClientHttp2Session, target, c.headers, c.body),
+        target,
+      ),
+    ];
+    if (c.codeOnly) {
+      for (const r of [a, b]) delete (r.trailers as Record<string, unknown>)["grpc-message"];
+    }
+    assert.deepEqual(a, b, c.name);
+  }
+  assert.equal((await fastPathCalls(fast)) - before, cases.length);
+  assert.equal(await fastPathCalls(slow), 0);
+});

@@ -84,16 +84,19 @@ export function limited(bytes: Uint8Array, writeMaxBytes: number): Uint8Array {
   return bytes;
 }
 
+/** What `collect` read: the chunks, their size, and whether the body ended. */
+export interface Collected {
+  readonly chunks: Buffer[];
+  readonly size: number;
+  readonly ended: boolean;
+}
+
 /**
- * The request body, within `readMaxBytes`: what is read is handed to
- * Connect's `readAllBytes`, so that a body over the limit, or shorter or
- * longer than its content-length, fails with Connect's own error.
+ * Reads the request body until it ends or more than `cap` bytes have come
+ * (then the request is paused, the rest unread). Fails with `canceled` if the
+ * request errors or is destroyed first (the body deadline in one-port.ts).
  */
-export function readBody(req: NodeRequest, readMaxBytes: number): Promise<Uint8Array> {
-  const lengthHint = headerOf(req, "content-length");
-  if (lengthHint !== null && Number(lengthHint) > readMaxBytes) {
-    return readAllBytes(createAsyncIterable([]), readMaxBytes, lengthHint);
-  }
+export function collect(req: NodeRequest, cap: number): Promise<Collected> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -106,25 +109,20 @@ export function readBody(req: NodeRequest, readMaxBytes: number): Promise<Uint8A
     const onData = (chunk: Buffer) => {
       chunks.push(chunk);
       size += chunk.byteLength;
-      if (size > readMaxBytes) {
+      if (size > cap) {
         done();
         req.pause();
-        readAllBytes(createAsyncIterable(chunks), readMaxBytes, lengthHint).then(resolve, reject);
+        resolve({ chunks, size, ended: false });
       }
     };
     const onEnd = () => {
       done();
-      if (lengthHint === null || Number(lengthHint) === size) {
-        resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
-      } else {
-        readAllBytes(createAsyncIterable(chunks), readMaxBytes, lengthHint).then(resolve, reject);
-      }
+      resolve({ chunks, size, ended: true });
     };
     const onError = (err: Error) => {
       done();
       reject(new ConnectError(err.message, Code.Canceled, undefined, undefined, err));
     };
-    // Destroyed before its end (the body deadline in transport/one-port.ts).
     const onClose = () => {
       done();
       reject(new ConnectError("the request body did not arrive", Code.Canceled));
@@ -134,4 +132,24 @@ export function readBody(req: NodeRequest, readMaxBytes: number): Promise<Uint8A
     req.on("error", onError);
     req.on("close", onClose);
   });
+}
+
+/** The chunks as one buffer. */
+export function joined({ chunks, size }: Collected): Buffer {
+  return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
+}
+
+/**
+ * The request body, within `readMaxBytes`: a body over the limit, or shorter
+ * or longer than its content-length, is handed to Connect's `readAllBytes`,
+ * so that it fails with Connect's own error.
+ */
+export async function readBody(req: NodeRequest, readMaxBytes: number): Promise<Uint8Array> {
+  const lengthHint = headerOf(req, "content-length");
+  if (lengthHint !== null && Number(lengthHint) > readMaxBytes) {
+    return readAllBytes(createAsyncIterable([]), readMaxBytes, lengthHint);
+  }
+  const body = await collect(req, readMaxBytes);
+  if (body.ended && (lengthHint === null || Number(lengthHint) === body.size)) return joined(body);
+  return readAllBytes(createAsyncIterable(body.chunks), readMaxBytes, lengthHint);
 }

@@ -15,8 +15,9 @@
  * capped by `parseTimeout`, bodies are limited by `readAllBytes`, messages go
  * through the same (limited) serializers, errors become the same JSON with the
  * same HTTP status, responses at or above `compressMinBytes` are compressed
- * as negotiated. Anything unusual (GET, a compressed request body, another
- * content type, gRPC or gRPC-Web, a shutting-down gateway) is not taken: the
+ * as negotiated. gRPC's unary call (binary, over HTTP/2) is served the same
+ * way by grpc-unary.ts. Anything unusual (GET, a compressed request body,
+ * another content type, gRPC-Web, a shutting-down gateway) is not taken: the
  * caller hands it to the Connect router, which answers it as before.
  * test/unary-fast-path.test.ts sends the same requests both ways and
  * compares the answers (status, headers, bodies; timings aside).
@@ -54,6 +55,7 @@ import {
   type Route,
   readBody,
 } from "./fast-call.js";
+import { grpcRequestTypes, serveGrpcUnary } from "./grpc-unary.js";
 
 /** A unary method served on the fast path, with its implementation. */
 export interface FastUnaryMethod {
@@ -123,22 +125,35 @@ export function createUnaryFastPath(options: UnaryFastPathOptions): UnaryFastPat
   }
   const interceptors = [...options.interceptors];
 
+  const grpcOptions = { ...options, acceptCompression };
+  // Writing failed (the connection went away): nothing is left to answer.
+  const failed = (res: NodeResponse) => (err: unknown) => {
+    if (!res.destroyed) res.destroy(err instanceof Error ? err : undefined);
+  };
   return (req, res) => {
     if (req.method !== "POST") return false;
     const route = routes.get(req.url ?? "");
     if (route === undefined) return false;
     const headers = req.headers;
-    const binary = requestTypes.get(headers["content-type"] ?? "");
-    if (binary === undefined) return false;
-    const encoding = headers["content-encoding"];
-    if (encoding !== undefined && encoding !== "identity") return false;
-    if (options.closing()) return false;
-    options.taken();
-    serve(route, binary, req, res, options, interceptors).catch((err: unknown) => {
-      // Writing failed (the connection went away): nothing is left to answer.
-      if (!res.destroyed) res.destroy(err instanceof Error ? err : undefined);
-    });
-    return true;
+    const type = headers["content-type"] ?? "";
+    const binary = requestTypes.get(type);
+    if (binary !== undefined) {
+      const encoding = headers["content-encoding"];
+      if (encoding !== undefined && encoding !== "identity") return false;
+      if (options.closing()) return false;
+      options.taken();
+      serve(route, binary, req, res, options, interceptors).catch(failed(res));
+      return true;
+    }
+    if (grpcRequestTypes.has(type) && req.httpVersionMajor === 2) {
+      const encoding = headers["grpc-encoding"];
+      if (encoding !== undefined && encoding !== "identity") return false;
+      if (options.closing()) return false;
+      options.taken();
+      serveGrpcUnary(route, req, res, grpcOptions, interceptors).catch(failed(res));
+      return true;
+    }
+    return false;
   };
 }
 
