@@ -174,7 +174,7 @@ export interface Config {
   readonly tls: TlsConfig | undefined;
   readonly log: LogConfig;
   readonly console: ConsoleConfig;
-  /** SQLGATE_UNARY_FAST_PATH: Execute, Write and PlanetScale's Execute on the fast path (transport/unary-fast-path.ts). */
+  /** SQLGATE_UNARY_FAST_PATH: Execute, Write (Connect and gRPC) and PlanetScale's Execute on the fast path (transport/unary-fast-path.ts). */
   readonly unaryFastPath: boolean;
 }
 
@@ -622,7 +622,7 @@ export const settings: readonly Setting[] = [
     name: "SQLGATE_UNARY_FAST_PATH",
     defaultValue: "true",
     description:
-      "Serve Connect-protocol Execute and Write calls (POST, `application/proto` or `application/json`), and PlanetScale's Execute, on a hand-written path that answers exactly as the Connect router does at about half its CPU per call; `false` routes them through Connect like every other call.",
+      "Serve unary Execute and Write calls (Connect protocol, binary or JSON; gRPC, binary over HTTP/2) and PlanetScale's Execute on a hand-written path that answers exactly as the Connect router does at about half its CPU per call (a third for gRPC); `false` routes them through Connect like every other call.",
   },
 ];
 
