@@ -17,7 +17,7 @@ import http from "node:http";
 import http2 from "node:http2";
 import os from "node:os";
 import path from "node:path";
-import { test } from "node:test";
+import { type TestContext, test } from "node:test";
 import { gunzipSync } from "node:zlib";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ExecuteRequestSchema, ExecuteResponseSchema } from "../gen/sqlgate/v1/database_pb.js";
@@ -147,14 +147,12 @@ async function fastPathCalls(gateway: TestGateway): Promise<number> {
   return Number(line?.split(" ")[1] ?? Number.NaN);
 }
 
-test("the fast path answers every request exactly as the Connect router does", async (t) => {
-  const { url, admin } = await createTestDatabase(t);
-  await admin.query(
-    "CREATE TABLE items (id BIGINT PRIMARY KEY, name VARCHAR(64), price DECIMAL(10,2))",
-  );
-  await admin.query("INSERT INTO items VALUES (1, 'one', 1.50), (2, 'two', 2.25), (3, 'three', 3)");
-  await admin.query("CREATE TABLE readings (device INT, value DOUBLE)");
-
+/**
+ * Two gateways on one database with the same settings and one credential
+ * ("app"), the fast path on in the first and off in the second, with an
+ * HTTP/2 session to each and the credential's Authorization header.
+ */
+async function fastAndSlow(t: TestContext, url: string, env: Record<string, string>) {
   const dir = mkdtempSync(path.join(os.tmpdir(), "sqlgate-fast-"));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const file = path.join(dir, "credentials.yaml");
@@ -164,17 +162,37 @@ test("the fast path answers every request exactly as the Connect router does", a
     database: undefined,
     replace: false,
   });
-  const env = {
+  const shared = {
+    ...env,
     SQLGATE_CREDENTIALS_FILE: file,
+    SQLGATE_NODE_URL: "http://parity.invalid:8080",
+  };
+  const fast = await startGateway(t, url, { env: shared });
+  const slow = await startGateway(t, url, { env: { ...shared, SQLGATE_UNARY_FAST_PATH: "false" } });
+  const sessions = [fast, slow].map((g) => http2.connect(g.baseUrl)) as [
+    http2.ClientHttp2Session,
+    http2.ClientHttp2Session,
+  ];
+  t.after(() => {
+    for (const s of sessions) s.close();
+  });
+  const auth = { authorization: `Basic ${Buffer.from(`app:${password}`).toString("base64")}` };
+  return { fast, slow, sessions, auth };
+}
+
+test("the fast path answers every request exactly as the Connect router does", async (t) => {
+  const { url, admin } = await createTestDatabase(t);
+  await admin.query(
+    "CREATE TABLE items (id BIGINT PRIMARY KEY, name VARCHAR(64), price DECIMAL(10,2))",
+  );
+  await admin.query("INSERT INTO items VALUES (1, 'one', 1.50), (2, 'two', 2.25), (3, 'three', 3)");
+  await admin.query("CREATE TABLE readings (device INT, value DOUBLE)");
+
+  const { fast, slow, sessions, auth } = await fastAndSlow(t, url, {
     SQLGATE_MAX_BODY_BYTES: "4096",
     SQLGATE_MAX_ROWS: "2",
     SQLGATE_MAX_TIMEOUT_MS: "60000",
-    SQLGATE_NODE_URL: "http://parity.invalid:8080",
-  };
-  const fast = await startGateway(t, url, { env });
-  const slow = await startGateway(t, url, { env: { ...env, SQLGATE_UNARY_FAST_PATH: "false" } });
-
-  const auth = { authorization: `Basic ${Buffer.from(`app:${password}`).toString("base64")}` };
+  });
   const big = "x".repeat(40_000);
   const requests: RawRequest[] = [
     {
@@ -359,10 +377,6 @@ test("the fast path answers every request exactly as the Connect router does", a
     },
   ];
 
-  const sessions = [fast, slow].map((g) => http2.connect(g.baseUrl));
-  t.after(() => {
-    for (const s of sessions) s.close();
-  });
   const before = await fastPathCalls(fast);
   for (const request of requests) {
     for (const [label, send] of [
@@ -491,27 +505,9 @@ test("gRPC unary calls get the router's answers on the fast path", async (t) => 
   await admin.query("CREATE TABLE items (id BIGINT PRIMARY KEY, name VARCHAR(64))");
   await admin.query("INSERT INTO items VALUES (1, 'one'), (2, 'two')");
   await admin.query("CREATE TABLE readings (device INT, value DOUBLE)");
-  const dir = mkdtempSync(path.join(os.tmpdir(), "sqlgate-fast-grpc-"));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const file = path.join(dir, "credentials.yaml");
-  const password = await createCredential(file, {
-    name: "app",
-    role: "read_write",
-    database: undefined,
-    replace: false,
-  });
-  const env = {
-    SQLGATE_CREDENTIALS_FILE: file,
+  const { fast, slow, sessions, auth } = await fastAndSlow(t, url, {
     SQLGATE_MAX_BODY_BYTES: "4096",
-    SQLGATE_NODE_URL: "http://parity.invalid:8080",
-  };
-  const fast = await startGateway(t, url, { env });
-  const slow = await startGateway(t, url, { env: { ...env, SQLGATE_UNARY_FAST_PATH: "false" } });
-  const sessions = [fast, slow].map((g) => http2.connect(g.baseUrl));
-  t.after(() => {
-    for (const s of sessions) s.close();
   });
-  const auth = { authorization: `Basic ${Buffer.from(`app:${password}`).toString("base64")}` };
   const write = toBinary(
     WriteRequestSchema,
     create(WriteRequestSchema, {

@@ -84,6 +84,47 @@ export function limited(bytes: Uint8Array, writeMaxBytes: number): Uint8Array {
   return bytes;
 }
 
+/** The reason when the client goes away before the answer. */
+const clientGone = new ConnectError("the client cancelled the call", Code.Canceled);
+
+/** A call's signal and what aborts it. */
+export interface CallLifetime {
+  readonly signal: AbortSignal;
+  /** Aborts the signal with `reason` (a failure), unless it is aborted already. */
+  fail(reason: unknown): void;
+  /** Stops the deadline and the watch on the response: the answer is ready. */
+  settle(): void;
+}
+
+/**
+ * The signal a fast-path call runs with: aborted when its deadline passes,
+ * when the response closes before the answer is ready (the client went away;
+ * a watch of our own, as HTTP/2's compat response already reports itself
+ * finished when its stream is reset), or on a failure.
+ */
+export function watchCall(res: NodeResponse, timeoutMs: number | undefined): CallLifetime {
+  const controller = new AbortController();
+  const abort = (reason: unknown) => {
+    if (!controller.signal.aborted) controller.abort(reason);
+  };
+  let deadline: NodeJS.Timeout | undefined;
+  if (timeoutMs !== undefined) {
+    const expired = () => abort(new ConnectError("the operation timed out", Code.DeadlineExceeded));
+    if (timeoutMs <= 0) expired();
+    else deadline = setTimeout(expired, timeoutMs);
+  }
+  const onClose = () => abort(clientGone);
+  res.once("close", onClose);
+  return {
+    signal: controller.signal,
+    fail: abort,
+    settle() {
+      clearTimeout(deadline);
+      res.off("close", onClose);
+    },
+  };
+}
+
 /** What `collect` read: the chunks, their size, and whether the body ended. */
 export interface Collected {
   readonly chunks: Buffer[];

@@ -37,6 +37,7 @@ import {
   type NodeRequest,
   type NodeResponse,
   type Route,
+  watchCall,
 } from "./fast-call.js";
 
 export interface GrpcUnaryOptions {
@@ -62,27 +63,15 @@ export async function serveGrpcUnary(
   interceptors: Interceptor[],
 ): Promise<void> {
   const timeout = parseTimeout(headerOf(req, "grpc-timeout"), options.maxTimeoutMs);
-  const controller = new AbortController();
-  let deadline: NodeJS.Timeout | undefined;
+  const call = watchCall(res, timeout.timeoutMs);
   const context = handlerContext(route, req, {
-    signal: controller.signal,
+    signal: call.signal,
     timeoutMs: timeout.timeoutMs,
     contextValues: options.contextValues,
     protocolName: "grpc",
     contentType: contentTypeProto,
   });
   context.responseTrailer.set("grpc-status", grpcStatusOk);
-  if (timeout.timeoutMs !== undefined) {
-    const expired = () =>
-      controller.abort(new ConnectError("the operation timed out", Code.DeadlineExceeded));
-    if (timeout.timeoutMs <= 0) expired();
-    else deadline = setTimeout(expired, timeout.timeoutMs);
-  }
-  // The stream closing before the answer means the client went away.
-  const onClose = () => {
-    if (!controller.signal.aborted) controller.abort(clientGone);
-  };
-  res.once("close", onClose);
   const compression = compressionNegotiate(
     [...options.acceptCompression],
     null,
@@ -108,7 +97,7 @@ export async function serveGrpcUnary(
     }
     envelope = encodeEnvelope(flags, data);
   } catch (e) {
-    if (!controller.signal.aborted) controller.abort(e);
+    call.fail(e);
     setTrailerStatus(
       context.responseTrailer,
       e instanceof ConnectError
@@ -116,9 +105,8 @@ export async function serveGrpcUnary(
         : new ConnectError("internal error", Code.Internal, undefined, undefined, e),
     );
   } finally {
-    clearTimeout(deadline);
+    call.settle();
   }
-  res.off("close", onClose);
   if (res.destroyed) return;
   const headers: Record<string, string> = {};
   context.responseHeader.forEach((value, key) => {
@@ -135,8 +123,6 @@ export async function serveGrpcUnary(
   h2.addTrailers(trailers);
   h2.end();
 }
-
-const clientGone = new ConnectError("the client cancelled the call", Code.Canceled);
 
 /** `first`, then what is left of `req`'s body, if it was not read to its end. */
 async function* rest(first: Uint8Array, req: NodeRequest | undefined): AsyncGenerator<Uint8Array> {

@@ -54,6 +54,7 @@ import {
   type NodeResponse,
   type Route,
   readBody,
+  watchCall,
 } from "./fast-call.js";
 import { grpcRequestTypes, serveGrpcUnary } from "./grpc-unary.js";
 
@@ -93,9 +94,6 @@ export type UnaryFastPath = (req: NodeRequest, res: NodeResponse) => boolean;
 
 /** Connect's server default, as the router is configured. */
 const acceptCompression: Compression[] = [compressionGzip, compressionBrotli];
-
-/** The reason when the client goes away before the answer. */
-const clientGone = new ConnectError("the client cancelled the call", Code.Canceled);
 
 const requestTypes = new Map([
   ["application/proto", true],
@@ -166,28 +164,14 @@ async function serve(
   interceptors: Interceptor[],
 ): Promise<void> {
   const timeout = parseTimeout(headerOf(req, "connect-timeout-ms"), options.maxTimeoutMs);
-  const controller = new AbortController();
-  let deadline: NodeJS.Timeout | undefined;
+  const call = watchCall(res, timeout.timeoutMs);
   const context = handlerContext(route, req, {
-    signal: controller.signal,
+    signal: call.signal,
     timeoutMs: timeout.timeoutMs,
     contextValues: options.contextValues,
     protocolName: "connect",
     contentType: binary ? contentTypeUnaryProto : contentTypeUnaryJson,
   });
-  if (timeout.timeoutMs !== undefined) {
-    const expired = () =>
-      controller.abort(new ConnectError("the operation timed out", Code.DeadlineExceeded));
-    if (timeout.timeoutMs <= 0) expired();
-    else deadline = setTimeout(expired, timeout.timeoutMs);
-  }
-  // The stream or connection closing before the answer is written means the
-  // client went away. (A flag of our own: HTTP/2's compat response already
-  // reports itself finished when its stream is reset.)
-  const onClose = () => {
-    if (!controller.signal.aborted) controller.abort(clientGone);
-  };
-  res.once("close", onClose);
 
   let status = 200;
   let body: Uint8Array;
@@ -206,7 +190,7 @@ async function serve(
         ? limited(route.encodeBinary(output), options.writeMaxBytes)
         : route.serializers.getO(binary).serialize(output);
   } catch (e) {
-    if (!controller.signal.aborted) controller.abort(e);
+    call.fail(e);
     const error =
       e instanceof ConnectError
         ? e
@@ -219,7 +203,7 @@ async function serve(
     body = errorToJsonBytes(error, route.jsonOptions);
     if (route.errorBody !== undefined) body = route.errorBody(body);
   } finally {
-    clearTimeout(deadline);
+    call.settle();
   }
   if (body.byteLength >= options.compressMinBytes) {
     const compression = compressionNegotiate(
@@ -241,7 +225,6 @@ async function serve(
     out[`trailer-${key}`] = value;
   });
   out["content-length"] = String(body.byteLength);
-  res.off("close", onClose);
   if (res.destroyed) return;
   (res as http.ServerResponse).writeHead(status, out);
   res.end(body);
