@@ -10,6 +10,8 @@
  * h2c), and the clients people use: connect-node (Connect binary, h2c) and
  * @planetscale/database over fetch (PlanetScale's API, HTTP/1.1).
  * h2load repeats one request (id 42); the Node.js clients pick a random id.
+ * The floor: h2load against Node's HTTP/2 server with no gateway work at all
+ * (support/bare-h2-server.ts; its CPU in the gateway column).
  *
  *   npm run bench                          # everything, then bench/RESULTS.md
  *   BENCH_ONLY=point BENCH_RUNS=1 npm run bench
@@ -17,11 +19,14 @@
  * Settings (environment): BENCH_SECONDS (3), BENCH_RUNS (3), BENCH_CALLERS
  * (1,64), BENCH_POOL_SIZE (16, both ways), BENCH_ROWS (10000),
  * BENCH_WARMUP_SECONDS (5 per path), BENCH_TARGETS (a comma list of h2load,
- * json-http1, grpc, connect-node, planetscale; default all),
+ * bare, json-http1, grpc, connect-node, planetscale; default all),
  * BENCH_GATEWAY_NODE_ARGS (extra node options for the gateway, e.g.
  * "--cpu-prof --cpu-prof-dir=/tmp/prof"). Prints a markdown table and writes
  * it to bench/out/point-query.md, its headline figures to point-query.json.
  */
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { fileURLToPath } from "node:url";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { Client as PlanetScaleClient } from "@planetscale/database";
@@ -32,7 +37,7 @@ import {
   ExecuteRequestSchema,
   ExecuteResponseSchema,
 } from "../gen/sqlgate/v1/database_pb.js";
-import { startGatewayProcess } from "./support/gateway-process.js";
+import { freePort, startGatewayProcess } from "./support/gateway-process.js";
 import { runH2load } from "./support/h2load.js";
 import {
   type Figure,
@@ -74,6 +79,8 @@ interface Target {
   readonly name: string;
   /** The caller counts this path runs at. */
   readonly callers: readonly number[];
+  /** The process whose CPU the gateway column shows, if not the gateway's. */
+  readonly serverPid?: number;
   load(callers: number, seconds: number): Promise<Measured>;
 }
 
@@ -100,6 +107,21 @@ function inProcess(op: () => Promise<unknown>) {
 function h2loadShape(callers: number): { connections: number; streams: number } {
   const connections = Math.min(callers, 8);
   return { connections, streams: Math.ceil(callers / connections) };
+}
+
+/** bench/support/bare-h2-server.ts as a child process on a free port. */
+async function startBareServer(): Promise<{ url: string; pid: number }> {
+  const port = await freePort();
+  const script = fileURLToPath(new URL("./support/bare-h2-server.js", import.meta.url));
+  const child = spawn(process.execPath, [script, String(port)], { stdio: ["ignore", "pipe", 2] });
+  onCleanup(async () => {
+    child.kill("SIGTERM");
+  });
+  if (child.stdout === null || child.pid === undefined) {
+    throw new Error("the bare HTTP/2 server did not start");
+  }
+  await once(child.stdout, "data");
+  return { url: `http://127.0.0.1:${port}`, pid: child.pid };
 }
 
 /** A gRPC message: the 5-byte envelope (uncompressed, its length), then the message. */
@@ -173,6 +195,8 @@ async function main(): Promise<void> {
   );
   onCleanup(async () => grpcClient.close());
 
+  // The floor: Node's HTTP/2 server answering a fixed body, no gateway work.
+  const bare = await startBareServer();
   const allTargets: Target[] = [
     {
       id: "direct",
@@ -185,6 +209,22 @@ async function main(): Promise<void> {
       name: "gateway, Connect binary, h2c (h2load)",
       callers: callersList,
       load: h2load(binaryBody, { "content-type": "application/proto" }),
+    },
+    {
+      id: "bare",
+      name: "bare node:http2 server, fixed 200-byte answer, no gateway (h2load)",
+      callers: callersList,
+      serverPid: bare.pid,
+      load: async (callers, secs) => {
+        const result = await runH2load({
+          url: `${bare.url}${executePath}`,
+          body: binaryBody,
+          headers: { "content-type": "application/proto" },
+          seconds: secs,
+          ...h2loadShape(callers),
+        });
+        return { result, clientCpuMicros: result.clientCpuMicros };
+      },
     },
     {
       id: "json-http1",
@@ -251,9 +291,10 @@ async function main(): Promise<void> {
     for (const callers of callersList) {
       for (const target of targets) {
         if (!target.callers.includes(callers)) continue;
-        const before = [processCpuMicros(gateway.pid), processCpuMicros(db.pid)];
+        const server = target.serverPid ?? gateway.pid;
+        const before = [processCpuMicros(server), processCpuMicros(db.pid)];
         const { result, clientCpuMicros } = await target.load(callers, seconds);
-        const after = [processCpuMicros(gateway.pid), processCpuMicros(db.pid)];
+        const after = [processCpuMicros(server), processCpuMicros(db.pid)];
         const sample: Sample = {
           rate: result.rate,
           p50: percentile(result.latenciesMs, 50),

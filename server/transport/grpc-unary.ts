@@ -28,6 +28,7 @@ import {
   setTrailerStatus,
 } from "@connectrpc/connect/protocol-grpc";
 import {
+  type CallSetup,
   type Collected,
   collect,
   handlerContext,
@@ -45,8 +46,8 @@ export interface GrpcUnaryOptions {
   readonly writeMaxBytes: number;
   readonly maxTimeoutMs: number;
   readonly compressMinBytes: number;
-  readonly acceptCompression: readonly Compression[];
-  readonly contextValues: Parameters<typeof handlerContext>[2]["contextValues"];
+  readonly acceptCompression: Compression[];
+  readonly contextValues: CallSetup["contextValues"];
 }
 
 /** The gRPC content types taken (binary); `+json` and the rest go to the router. */
@@ -73,7 +74,7 @@ export async function serveGrpcUnary(
   });
   context.responseTrailer.set("grpc-status", grpcStatusOk);
   const compression = compressionNegotiate(
-    [...options.acceptCompression],
+    options.acceptCompression,
     null,
     headerOf(req, "grpc-accept-encoding"),
     "grpc-accept-encoding",
